@@ -1,0 +1,111 @@
+//! The library's error type. Every public function returns [`Result`].
+
+use std::fmt;
+
+/// Errors raised by `ppl-core`. Each variant names what went wrong precisely enough to act
+/// on: the distribution family, the parameter, and the shapes or values involved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PplError {
+    /// A constructor argument violates its constraint (NaN, infinite, negative scale,
+    /// probabilities outside `[0, 1]`, a non-simplex, ...).
+    #[error("{family}: invalid parameter `{param}`: {reason}")]
+    InvalidParameter {
+        /// Distribution family, e.g. `"Normal"`.
+        family: &'static str,
+        /// Parameter name, e.g. `"scale"`.
+        param: &'static str,
+        /// What is wrong, with the offending index and value.
+        reason: String,
+    },
+    /// Shapes that do not fit together (parameters that do not broadcast, a value whose
+    /// shape does not match batch + event shape, an invalid `expand` or `to_event`).
+    #[error("{family}: {message}")]
+    Shape {
+        /// Distribution family or operation.
+        family: &'static str,
+        /// Human-readable description naming the shapes.
+        message: String,
+    },
+    /// A value passed to `log_prob` lies outside the distribution's support.
+    #[error("{family}: value outside the support {support}: {detail}")]
+    OutsideSupport {
+        /// Distribution family.
+        family: &'static str,
+        /// The support, e.g. `positive`.
+        support: String,
+        /// Offending index and value.
+        detail: String,
+    },
+    /// A quantity (mean, variance, entropy, ...) that has no closed form or is undefined.
+    #[error("{family}: {quantity} {why}")]
+    NotAvailable {
+        /// Distribution family.
+        family: &'static str,
+        /// The quantity asked for.
+        quantity: &'static str,
+        /// Why it is not available.
+        why: &'static str,
+    },
+    /// No analytic KL divergence is registered for this pair of families.
+    #[error(
+        "no analytic KL divergence between {p} and {q}; use a Monte-Carlo estimate \
+         (E_p[log p - log q]) instead"
+    )]
+    NoAnalyticKl {
+        /// Family of `p`.
+        p: String,
+        /// Family of `q`.
+        q: String,
+    },
+    /// A linear-algebra failure (e.g. a matrix that is not positive definite).
+    #[error("{op}: {reason}")]
+    Linalg {
+        /// The operation, e.g. `"cholesky"`.
+        op: &'static str,
+        /// What failed.
+        reason: String,
+    },
+    /// An argument that is malformed in a way no other variant describes.
+    #[error("{context}: {message}")]
+    InvalidArgument {
+        /// The function or setting that rejected the argument.
+        context: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// An error raised by candle.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// `Result` with [`PplError`].
+pub type Result<T> = std::result::Result<T, PplError>;
+
+/// Formats a shape as `[a, b, c]`.
+pub(crate) struct ShapeFmt<'a>(pub &'a [usize]);
+
+impl fmt::Display for ShapeFmt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+pub(crate) fn shape_err(family: &'static str, message: impl Into<String>) -> PplError {
+    PplError::Shape {
+        family,
+        message: message.into(),
+    }
+}
+
+pub(crate) fn not_available(
+    family: &'static str,
+    quantity: &'static str,
+    why: &'static str,
+) -> PplError {
+    PplError::NotAvailable {
+        family,
+        quantity,
+        why,
+    }
+}

@@ -1,0 +1,1 @@
+//! The `#[model]` attribute macro of the `ppl` library (built in issue 3; empty for now).
