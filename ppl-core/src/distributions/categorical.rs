@@ -44,7 +44,7 @@ impl Categorical {
         let (p, l) = categorical_probs_logits("Categorical", None, Some(logits))?;
         Ok(Self::build(p, l))
     }
-    fn build(probs: Tensor, logits: Tensor) -> Self {
+    pub(super) fn build(probs: Tensor, logits: Tensor) -> Self {
         let d = probs.dims();
         let batch_shape = d[..d.len() - 1].to_vec();
         Self {

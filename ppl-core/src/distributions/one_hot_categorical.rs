@@ -1,4 +1,6 @@
-use super::common::{check_expand, common_methods, out_shape, prepare_value};
+use super::common::{
+    categorical_probs_logits, check_expand, common_methods, out_shape, prepare_value,
+};
 use super::{Categorical, Distribution, DynDistribution};
 use crate::constraints::Constraint;
 use crate::error::Result;
@@ -31,11 +33,13 @@ pub struct OneHotCategorical {
 impl OneHotCategorical {
     /// From probabilities `[..., K]`.
     pub fn from_probs(probs: &Tensor) -> Result<Self> {
-        Ok(Self::wrap(Categorical::from_probs(probs)?))
+        let (p, l) = categorical_probs_logits("OneHotCategorical", Some(probs), None)?;
+        Ok(Self::wrap(Categorical::build(p, l)))
     }
     /// From logits `[..., K]`.
     pub fn from_logits(logits: &Tensor) -> Result<Self> {
-        Ok(Self::wrap(Categorical::from_logits(logits)?))
+        let (p, l) = categorical_probs_logits("OneHotCategorical", None, Some(logits))?;
+        Ok(Self::wrap(Categorical::build(p, l)))
     }
     fn wrap(inner: Categorical) -> Self {
         let batch_shape = inner.batch_shape().to_vec();
@@ -90,8 +94,9 @@ impl Distribution for OneHotCategorical {
     fn expand(&self, batch_shape: &[usize]) -> Result<DynDistribution> {
         check_expand(self.family(), &self.batch_shape, batch_shape)?;
         let full = [batch_shape, &self.event_shape[..]].concat();
-        Ok(Arc::new(Self::wrap(Categorical::from_logits(
-            &self.inner.logits().broadcast_as(full)?,
-        )?)))
+        Ok(Arc::new(Self::wrap(Categorical::build(
+            self.inner.probs().broadcast_as(full.as_slice())?,
+            self.inner.logits().broadcast_as(full.as_slice())?,
+        ))))
     }
 }
