@@ -27,7 +27,11 @@ fn check(
     let mut rng = PplRng::seed_from_u64(7);
     let x = build(DType::F64).sample(&mut rng, &[M]).unwrap().detach();
     let xs = host(&x);
-    let want: Vec<f64> = xs.iter().enumerate().map(|(i, &v)| reference(i % R, v)).collect();
+    let want: Vec<f64> = xs
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| reference(i % R, v))
+        .collect();
     for (dtype, tol) in DTYPES {
         let d = build(dtype);
         let got = host(&d.log_prob(&x.to_dtype(dtype).unwrap()).unwrap());
@@ -37,7 +41,10 @@ fn check(
             want.clone()
         } else {
             let xr = host(&x.to_dtype(dtype).unwrap());
-            xr.iter().enumerate().map(|(i, &v)| reference(i % R, v)).collect()
+            xr.iter()
+                .enumerate()
+                .map(|(i, &v)| reference(i % R, v))
+                .collect()
         };
         assert_close(&format!("{name} {dtype:?}"), &got, &want_d, tol);
     }
@@ -104,7 +111,11 @@ fn laplace_cauchy_student_uniform_exponential() {
     check(
         "StudentT",
         &|dt| Box::new(StudentT::new(&t1(&p.c, dt), &t1(&p.a, dt), &t1(&p.b, dt)).unwrap()),
-        &|i, x| sr::StudentsT::new(p.a[i], p.b[i], p.c[i]).unwrap().ln_pdf(x),
+        &|i, x| {
+            sr::StudentsT::new(p.a[i], p.b[i], p.c[i])
+                .unwrap()
+                .ln_pdf(x)
+        },
     );
     let high: Vec<f64> = p.a.iter().zip(&p.b).map(|(a, b)| a + b).collect();
     check(
@@ -159,7 +170,11 @@ fn discrete_families() {
     check(
         "Binomial",
         &|dt| Box::new(Binomial::from_probs(&t1(&n, dt), &t1(&p.a, dt)).unwrap()),
-        &|i, x| sr::Binomial::new(p.a[i], n[i] as u64).unwrap().ln_pmf(x as u64),
+        &|i, x| {
+            sr::Binomial::new(p.a[i], n[i] as u64)
+                .unwrap()
+                .ln_pmf(x as u64)
+        },
     );
     check(
         "Poisson",
@@ -197,7 +212,11 @@ fn von_mises_and_delta_and_relaxed_bernoulli() {
     let mut rng = PplRng::seed_from_u64(7);
     let x = build(DType::F64).sample(&mut rng, &[M]).unwrap();
     let got = host(&build(DType::F64).log_prob(&x).unwrap());
-    let want: Vec<f64> = host(&x).iter().enumerate().map(|(i, &v)| reference(i % R, v)).collect();
+    let want: Vec<f64> = host(&x)
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| reference(i % R, v))
+        .collect();
     assert_close("VonMises", &got, &want, 1e-6);
 
     // Delta: 0 at the point, -inf elsewhere, plus log_density, summed over event dims.
@@ -205,7 +224,10 @@ fn von_mises_and_delta_and_relaxed_bernoulli() {
     let d = Delta::with_log_density(&v, &t1(&[0.5, -1.0], DType::F64), 1).unwrap();
     assert_eq!(host(&d.log_prob(&v).unwrap()), vec![0.5, -1.0]);
     let off = t(&[1.0, 2.0, 3.0, 4.5], &[2, 2], DType::F64);
-    assert_eq!(host(&d.log_prob(&off).unwrap()), vec![0.5, f64::NEG_INFINITY]);
+    assert_eq!(
+        host(&d.log_prob(&off).unwrap()),
+        vec![0.5, f64::NEG_INFINITY]
+    );
 
     // Relaxed Bernoulli against its density written out directly.
     let logits = &p.a;
@@ -247,7 +269,9 @@ fn check_vector(
         let xd = x.to_dtype(dtype).unwrap();
         let xs = host(&xd);
         let got = host(&build(dtype).log_prob(&xd).unwrap());
-        let want: Vec<f64> = (0..M * R).map(|j| reference(j % R, &xs[j * k..(j + 1) * k])).collect();
+        let want: Vec<f64> = (0..M * R)
+            .map(|j| reference(j % R, &xs[j * k..(j + 1) * k]))
+            .collect();
         assert_close(&format!("{name} {dtype:?}"), &got, &want, tol);
     }
 }
@@ -316,7 +340,11 @@ fn random_tril(rng: &mut PplRng, d: usize) -> Vec<f64> {
     let mut l = vec![0.0; d * d];
     for i in 0..d {
         for j in 0..=i {
-            l[i * d + j] = if i == j { 0.5 + rng.uniform_open() } else { rng.standard_normal() * 0.5 };
+            l[i * d + j] = if i == j {
+                0.5 + rng.uniform_open()
+            } else {
+                rng.standard_normal() * 0.5
+            };
         }
     }
     l
@@ -348,7 +376,11 @@ fn multivariate_normals() {
     check_vector(
         "MultivariateNormal",
         d,
-        &|dt| Box::new(MultivariateNormal::new(&t(&loc, &[R, d], dt), &t(&tril, &[R, d, d], dt)).unwrap()),
+        &|dt| {
+            Box::new(
+                MultivariateNormal::new(&t(&loc, &[R, d], dt), &t(&tril, &[R, d, d], dt)).unwrap(),
+            )
+        },
         &reference,
     );
     let covs: Vec<f64> = (0..R).flat_map(cov).collect();
@@ -357,8 +389,11 @@ fn multivariate_normals() {
         d,
         &|dt| {
             Box::new(
-                MultivariateNormal::from_covariance(&t(&loc, &[R, d], dt), &t(&covs, &[R, d, d], dt))
-                    .unwrap(),
+                MultivariateNormal::from_covariance(
+                    &t(&loc, &[R, d], dt),
+                    &t(&covs, &[R, d, d], dt),
+                )
+                .unwrap(),
             )
         },
         &reference,
@@ -367,10 +402,18 @@ fn multivariate_normals() {
     check_vector(
         "MultivariateNormal(diagonal)",
         d,
-        &|dt| Box::new(MultivariateNormal::diagonal(&t(&loc, &[R, d], dt), &t(&sd, &[R, d], dt)).unwrap()),
+        &|dt| {
+            Box::new(
+                MultivariateNormal::diagonal(&t(&loc, &[R, d], dt), &t(&sd, &[R, d], dt)).unwrap(),
+            )
+        },
         &|i, x| {
             (0..d)
-                .map(|j| sr::Normal::new(loc[i * d + j], sd[i * d + j]).unwrap().ln_pdf(x[j]))
+                .map(|j| {
+                    sr::Normal::new(loc[i * d + j], sd[i * d + j])
+                        .unwrap()
+                        .ln_pdf(x[j])
+                })
                 .sum()
         },
     );
@@ -418,7 +461,12 @@ fn mixture_independent_masked() {
         },
         &|i, x| {
             let terms: Vec<f64> = (0..k)
-                .map(|j| w[i * k + j].ln() + sr::Normal::new(mu[i * k + j], sd[i * k + j]).unwrap().ln_pdf(x))
+                .map(|j| {
+                    w[i * k + j].ln()
+                        + sr::Normal::new(mu[i * k + j], sd[i * k + j])
+                            .unwrap()
+                            .ln_pdf(x)
+                })
                 .collect();
             let m = terms.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             m + terms.iter().map(|t| (t - m).exp()).sum::<f64>().ln()
@@ -431,12 +479,21 @@ fn mixture_independent_masked() {
     let ind = base.clone().to_event(1).unwrap();
     assert_eq!(ind.batch_shape(), &[R]);
     assert_eq!(ind.event_shape(), &[k]);
-    assert_close("Independent", &host(&ind.log_prob(&x).unwrap()), &summed, 1e-12);
+    assert_close(
+        "Independent",
+        &host(&ind.log_prob(&x).unwrap()),
+        &summed,
+        1e-12,
+    );
     // Masked zeroes the masked-out elements and keeps the rest.
     let mask: Vec<f64> = (0..R * k).map(|i| (i % 2) as f64).collect();
     let masked = base.clone().mask(&t(&mask, &[R, k], DType::F64)).unwrap();
     let lp = host(&base.log_prob(&x).unwrap());
-    let want: Vec<f64> = lp.iter().enumerate().map(|(i, v)| v * mask[i % (R * k)]).collect();
+    let want: Vec<f64> = lp
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * mask[i % (R * k)])
+        .collect();
     assert_close("Masked", &host(&masked.log_prob(&x).unwrap()), &want, 0.0);
 }
 
@@ -445,5 +502,10 @@ fn integer_values_are_accepted_by_discrete_families() {
     let p = Tensor::new(&[0.2f64, 0.3, 0.5], &candle_core::Device::Cpu).unwrap();
     let d = Categorical::from_probs(&p).unwrap();
     let idx = Tensor::new(&[2u32, 0, 1], &candle_core::Device::Cpu).unwrap();
-    assert_close("Categorical(u32)", &host(&d.log_prob(&idx).unwrap()), &[0.5f64.ln(), 0.2f64.ln(), 0.3f64.ln()], 1e-12);
+    assert_close(
+        "Categorical(u32)",
+        &host(&d.log_prob(&idx).unwrap()),
+        &[0.5f64.ln(), 0.2f64.ln(), 0.3f64.ln()],
+        1e-12,
+    );
 }

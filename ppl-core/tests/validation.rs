@@ -9,10 +9,17 @@ const F: DType = DType::F64;
 
 fn invalid<T: std::fmt::Debug>(r: Result<T>, family: &str, param: &str, needle: &str) {
     match r {
-        Err(PplError::InvalidParameter { family: f, param: p, reason }) => {
+        Err(PplError::InvalidParameter {
+            family: f,
+            param: p,
+            reason,
+        }) => {
             assert_eq!(f, family);
             assert_eq!(p, param);
-            assert!(reason.contains(needle), "reason `{reason}` lacks `{needle}`");
+            assert!(
+                reason.contains(needle),
+                "reason `{reason}` lacks `{needle}`"
+            );
         }
         other => panic!("{family}.{param}: expected InvalidParameter, got {other:?}"),
     }
@@ -45,22 +52,97 @@ fn v(x: &[f64]) -> Tensor {
 #[test]
 fn scale_and_rate_parameters() {
     let ok = v(&[0.0, 1.0]);
-    invalid(Normal::new(&v(&[0.0, f64::NAN]), &v(&[1.0, 1.0])), "Normal", "loc", "finite");
-    invalid(Normal::new(&ok, &v(&[1.0, -1.0])), "Normal", "scale", "positive");
-    invalid(Normal::new(&ok, &v(&[1.0, f64::INFINITY])), "Normal", "scale", "finite");
-    invalid(Normal::new(&ok, &v(&[0.0, 1.0])), "Normal", "scale", "index [0]");
-    invalid(LogNormal::new(&ok, &v(&[1.0, 0.0])), "LogNormal", "scale", "positive");
-    invalid(HalfNormal::new(&v(&[-1.0])), "HalfNormal", "scale", "positive");
-    invalid(Laplace::new(&ok, &v(&[f64::NAN, 1.0])), "Laplace", "scale", "finite");
-    invalid(Cauchy::new(&ok, &v(&[-2.0, 1.0])), "Cauchy", "scale", "positive");
-    invalid(Exponential::new(&v(&[0.0])), "Exponential", "rate", "positive");
+    invalid(
+        Normal::new(&v(&[0.0, f64::NAN]), &v(&[1.0, 1.0])),
+        "Normal",
+        "loc",
+        "finite",
+    );
+    invalid(
+        Normal::new(&ok, &v(&[1.0, -1.0])),
+        "Normal",
+        "scale",
+        "positive",
+    );
+    invalid(
+        Normal::new(&ok, &v(&[1.0, f64::INFINITY])),
+        "Normal",
+        "scale",
+        "finite",
+    );
+    invalid(
+        Normal::new(&ok, &v(&[0.0, 1.0])),
+        "Normal",
+        "scale",
+        "index [0]",
+    );
+    invalid(
+        LogNormal::new(&ok, &v(&[1.0, 0.0])),
+        "LogNormal",
+        "scale",
+        "positive",
+    );
+    invalid(
+        HalfNormal::new(&v(&[-1.0])),
+        "HalfNormal",
+        "scale",
+        "positive",
+    );
+    invalid(
+        Laplace::new(&ok, &v(&[f64::NAN, 1.0])),
+        "Laplace",
+        "scale",
+        "finite",
+    );
+    invalid(
+        Cauchy::new(&ok, &v(&[-2.0, 1.0])),
+        "Cauchy",
+        "scale",
+        "positive",
+    );
+    invalid(
+        Exponential::new(&v(&[0.0])),
+        "Exponential",
+        "rate",
+        "positive",
+    );
     invalid(Poisson::new(&v(&[-1.0])), "Poisson", "rate", "positive");
-    invalid(StudentT::new(&v(&[-1.0]), &ok, &ok.ones_like().unwrap()), "StudentT", "df", "positive");
-    invalid(Gamma::new(&v(&[0.0]), &v(&[1.0])), "Gamma", "concentration", "positive");
-    invalid(Gamma::new(&v(&[1.0]), &v(&[-1.0])), "Gamma", "rate", "positive");
-    invalid(InverseGamma::new(&v(&[1.0]), &v(&[0.0])), "InverseGamma", "scale", "positive");
-    invalid(Beta::new(&v(&[1.0]), &v(&[-0.5])), "Beta", "concentration0", "positive");
-    invalid(VonMises::new(&v(&[0.0]), &v(&[-1.0])), "VonMises", "concentration", "non-negative");
+    invalid(
+        StudentT::new(&v(&[-1.0]), &ok, &ok.ones_like().unwrap()),
+        "StudentT",
+        "df",
+        "positive",
+    );
+    invalid(
+        Gamma::new(&v(&[0.0]), &v(&[1.0])),
+        "Gamma",
+        "concentration",
+        "positive",
+    );
+    invalid(
+        Gamma::new(&v(&[1.0]), &v(&[-1.0])),
+        "Gamma",
+        "rate",
+        "positive",
+    );
+    invalid(
+        InverseGamma::new(&v(&[1.0]), &v(&[0.0])),
+        "InverseGamma",
+        "scale",
+        "positive",
+    );
+    invalid(
+        Beta::new(&v(&[1.0]), &v(&[-0.5])),
+        "Beta",
+        "concentration0",
+        "positive",
+    );
+    invalid(
+        VonMises::new(&v(&[0.0]), &v(&[-1.0])),
+        "VonMises",
+        "concentration",
+        "non-negative",
+    );
     invalid(
         RelaxedBernoulli::from_probs(&v(&[0.0]), &v(&[0.5])),
         "RelaxedBernoulli",
@@ -73,25 +155,70 @@ fn scale_and_rate_parameters() {
         "temperature",
         "positive",
     );
-    invalid(Uniform::new(&v(&[0.0, 2.0]), &v(&[1.0, 2.0])), "Uniform", "high", "greater than `low`");
-    invalid(Uniform::new(&v(&[f64::NAN]), &v(&[1.0])), "Uniform", "low", "finite");
+    invalid(
+        Uniform::new(&v(&[0.0, 2.0]), &v(&[1.0, 2.0])),
+        "Uniform",
+        "high",
+        "greater than `low`",
+    );
+    invalid(
+        Uniform::new(&v(&[f64::NAN]), &v(&[1.0])),
+        "Uniform",
+        "low",
+        "finite",
+    );
 }
 
 #[test]
 fn probability_parameters() {
-    invalid(Bernoulli::from_probs(&v(&[0.5, 1.5])), "Bernoulli", "probs", "in [0, 1]");
-    invalid(Bernoulli::from_logits(&v(&[f64::NAN])), "Bernoulli", "logits", "finite");
-    invalid(Binomial::from_probs(&v(&[2.5]), &v(&[0.5])), "Binomial", "total_count", "integer");
-    invalid(Binomial::from_probs(&v(&[-1.0]), &v(&[0.5])), "Binomial", "total_count", "integer");
-    invalid(Binomial::from_probs(&v(&[3.0]), &v(&[-0.1])), "Binomial", "probs", "in [0, 1]");
-    invalid(Geometric::from_probs(&v(&[0.0])), "Geometric", "probs", "(0, 1]");
+    invalid(
+        Bernoulli::from_probs(&v(&[0.5, 1.5])),
+        "Bernoulli",
+        "probs",
+        "in [0, 1]",
+    );
+    invalid(
+        Bernoulli::from_logits(&v(&[f64::NAN])),
+        "Bernoulli",
+        "logits",
+        "finite",
+    );
+    invalid(
+        Binomial::from_probs(&v(&[2.5]), &v(&[0.5])),
+        "Binomial",
+        "total_count",
+        "integer",
+    );
+    invalid(
+        Binomial::from_probs(&v(&[-1.0]), &v(&[0.5])),
+        "Binomial",
+        "total_count",
+        "integer",
+    );
+    invalid(
+        Binomial::from_probs(&v(&[3.0]), &v(&[-0.1])),
+        "Binomial",
+        "probs",
+        "in [0, 1]",
+    );
+    invalid(
+        Geometric::from_probs(&v(&[0.0])),
+        "Geometric",
+        "probs",
+        "(0, 1]",
+    );
     invalid(
         Categorical::from_probs(&v(&[0.5, 0.6])),
         "Categorical",
         "probs",
         "simplex",
     );
-    invalid(Categorical::from_probs(&v(&[1.5, -0.5])), "Categorical", "probs", "simplex");
+    invalid(
+        Categorical::from_probs(&v(&[1.5, -0.5])),
+        "Categorical",
+        "probs",
+        "simplex",
+    );
     invalid(
         Categorical::from_logits(&v(&[0.0, f64::INFINITY])),
         "Categorical",
@@ -104,18 +231,37 @@ fn probability_parameters() {
         "probs",
         "simplex",
     );
-    invalid(Dirichlet::new(&v(&[1.0, -1.0])), "Dirichlet", "concentration", "positive");
+    invalid(
+        Dirichlet::new(&v(&[1.0, -1.0])),
+        "Dirichlet",
+        "concentration",
+        "positive",
+    );
     shape(Dirichlet::new(&s(1.0)), "Dirichlet", &["[..., K]", "[]"]);
-    shape(Categorical::from_probs(&s(1.0)), "Categorical", &["[..., K]"]);
+    shape(
+        Categorical::from_probs(&s(1.0)),
+        "Categorical",
+        &["[..., K]"],
+    );
 }
 
 #[test]
 fn matrix_parameters() {
     let loc = v(&[0.0, 0.0]);
     let upper = t(&[1.0, 0.5, 0.0, 1.0], &[2, 2], F);
-    invalid(MultivariateNormal::new(&loc, &upper), "MultivariateNormal", "scale_tril", "lower-triangular");
+    invalid(
+        MultivariateNormal::new(&loc, &upper),
+        "MultivariateNormal",
+        "scale_tril",
+        "lower-triangular",
+    );
     let neg_diag = t(&[1.0, 0.0, 0.3, -1.0], &[2, 2], F);
-    invalid(MultivariateNormal::new(&loc, &neg_diag), "MultivariateNormal", "scale_tril", "index [1, 1]");
+    invalid(
+        MultivariateNormal::new(&loc, &neg_diag),
+        "MultivariateNormal",
+        "scale_tril",
+        "index [1, 1]",
+    );
     let not_pd = t(&[1.0, 2.0, 2.0, 1.0], &[2, 2], F);
     invalid(
         MultivariateNormal::from_covariance(&loc, &not_pd),
@@ -150,56 +296,149 @@ fn matrix_parameters() {
 
 #[test]
 fn shapes_dtypes_and_wrappers() {
-    shape(Normal::new(&v(&[0.0, 0.0, 0.0]), &v(&[1.0, 1.0])), "Normal", &["`loc` [3]", "`scale` [2]"]);
+    shape(
+        Normal::new(&v(&[0.0, 0.0, 0.0]), &v(&[1.0, 1.0])),
+        "Normal",
+        &["`loc` [3]", "`scale` [2]"],
+    );
     let f32s = Tensor::new(&[1.0f32], &Device::Cpu).unwrap();
     shape(Normal::new(&v(&[0.0]), &f32s), "Normal", &["dtype"]);
     let ints = Tensor::new(&[1u32], &Device::Cpu).unwrap();
     shape(Normal::new(&ints, &ints), "Normal", &["floating-point"]);
 
     let n = Normal::new(&t(&[0.0; 6], &[2, 3], F), &t(&[1.0; 6], &[2, 3], F)).unwrap();
-    shape(n.clone().to_event(3), "Independent", &["3 batch dims", "[2, 3]"]);
-    shape(n.clone().mask(&v(&[1.0, 0.0])), "Masked", &["mask shape [2]", "[2, 3]"]);
-    shape(n.expand(&[4, 3]), "Normal", &["cannot expand", "[2, 3]", "[4, 3]"]);
+    shape(
+        n.clone().to_event(3),
+        "Independent",
+        &["3 batch dims", "[2, 3]"],
+    );
+    shape(
+        n.clone().mask(&v(&[1.0, 0.0])),
+        "Masked",
+        &["mask shape [2]", "[2, 3]"],
+    );
+    shape(
+        n.expand(&[4, 3]),
+        "Normal",
+        &["cannot expand", "[2, 3]", "[4, 3]"],
+    );
     shape(Delta::new(&v(&[1.0]), 2), "Delta", &["event_dim 2"]);
     invalid(Delta::new(&v(&[f64::NAN]), 0), "Delta", "v", "finite");
 
     let mix = Categorical::from_probs(&v(&[0.5, 0.5])).unwrap();
     let comp = Normal::new(&v(&[0.0, 0.0, 0.0]), &v(&[1.0, 1.0, 1.0])).unwrap();
-    shape(MixtureSameFamily::new(mix, comp.into_dyn()), "MixtureSameFamily", &["[3]", "[2]"]);
+    shape(
+        MixtureSameFamily::new(mix, comp.into_dyn()),
+        "MixtureSameFamily",
+        &["[3]", "[2]"],
+    );
 }
 
 #[test]
 fn log_prob_values_are_checked() {
     let n = Normal::new(&t(&[0.0; 4], &[4], F), &t(&[1.0; 4], &[4], F)).unwrap();
-    shape(n.log_prob(&t(&[0.0; 6], &[2, 3], F)), "Normal", &["value shape [2, 3]", "batch shape [4]"]);
+    shape(
+        n.log_prob(&t(&[0.0; 6], &[2, 3], F)),
+        "Normal",
+        &["value shape [2, 3]", "batch shape [4]"],
+    );
     let ind = n.clone().to_event(1).unwrap();
-    shape(ind.log_prob(&v(&[0.0; 3])), "Normal", &["value shape [3]", "event shape [4]"]);
-    outside(Normal::new(&v(&[0.0]), &v(&[1.0])).unwrap().log_prob(&v(&[f64::NAN])), "Normal");
-    outside(Gamma::new(&v(&[1.0]), &v(&[1.0])).unwrap().log_prob(&v(&[-1.0])), "Gamma");
-    outside(Beta::new(&v(&[1.0]), &v(&[1.0])).unwrap().log_prob(&v(&[1.5])), "Beta");
-    outside(Bernoulli::from_probs(&v(&[0.3])).unwrap().log_prob(&v(&[0.5])), "Bernoulli");
-    outside(Poisson::new(&v(&[1.0])).unwrap().log_prob(&v(&[1.5])), "Poisson");
-    outside(Categorical::from_probs(&v(&[0.5, 0.5])).unwrap().log_prob(&v(&[2.0])), "Categorical");
-    outside(Binomial::from_probs(&v(&[3.0]), &v(&[0.5])).unwrap().log_prob(&v(&[4.0])), "Binomial");
-    outside(Uniform::new(&v(&[0.0]), &v(&[1.0])).unwrap().log_prob(&v(&[1.0])), "Uniform");
-    outside(Dirichlet::new(&v(&[1.0, 1.0])).unwrap().log_prob(&v(&[0.7, 0.7])), "Dirichlet");
+    shape(
+        ind.log_prob(&v(&[0.0; 3])),
+        "Normal",
+        &["value shape [3]", "event shape [4]"],
+    );
     outside(
-        OneHotCategorical::from_probs(&v(&[0.5, 0.5])).unwrap().log_prob(&v(&[1.0, 1.0])),
+        Normal::new(&v(&[0.0]), &v(&[1.0]))
+            .unwrap()
+            .log_prob(&v(&[f64::NAN])),
+        "Normal",
+    );
+    outside(
+        Gamma::new(&v(&[1.0]), &v(&[1.0]))
+            .unwrap()
+            .log_prob(&v(&[-1.0])),
+        "Gamma",
+    );
+    outside(
+        Beta::new(&v(&[1.0]), &v(&[1.0]))
+            .unwrap()
+            .log_prob(&v(&[1.5])),
+        "Beta",
+    );
+    outside(
+        Bernoulli::from_probs(&v(&[0.3]))
+            .unwrap()
+            .log_prob(&v(&[0.5])),
+        "Bernoulli",
+    );
+    outside(
+        Poisson::new(&v(&[1.0])).unwrap().log_prob(&v(&[1.5])),
+        "Poisson",
+    );
+    outside(
+        Categorical::from_probs(&v(&[0.5, 0.5]))
+            .unwrap()
+            .log_prob(&v(&[2.0])),
+        "Categorical",
+    );
+    outside(
+        Binomial::from_probs(&v(&[3.0]), &v(&[0.5]))
+            .unwrap()
+            .log_prob(&v(&[4.0])),
+        "Binomial",
+    );
+    outside(
+        Uniform::new(&v(&[0.0]), &v(&[1.0]))
+            .unwrap()
+            .log_prob(&v(&[1.0])),
+        "Uniform",
+    );
+    outside(
+        Dirichlet::new(&v(&[1.0, 1.0]))
+            .unwrap()
+            .log_prob(&v(&[0.7, 0.7])),
+        "Dirichlet",
+    );
+    outside(
+        OneHotCategorical::from_probs(&v(&[0.5, 0.5]))
+            .unwrap()
+            .log_prob(&v(&[1.0, 1.0])),
         "OneHotCategorical",
     );
-    let msg = Gamma::new(&v(&[1.0]), &v(&[1.0])).unwrap().log_prob(&v(&[-1.0])).unwrap_err().to_string();
+    let msg = Gamma::new(&v(&[1.0]), &v(&[1.0]))
+        .unwrap()
+        .log_prob(&v(&[-1.0]))
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("positive") && msg.contains("-1"), "{msg}");
 }
 
 #[test]
 fn unavailable_quantities_and_kl_pairs() {
     let c = Cauchy::new(&v(&[0.0]), &v(&[1.0])).unwrap();
-    assert!(matches!(c.mean(), Err(PplError::NotAvailable { family: "Cauchy", quantity: "mean", .. })));
+    assert!(matches!(
+        c.mean(),
+        Err(PplError::NotAvailable {
+            family: "Cauchy",
+            quantity: "mean",
+            ..
+        })
+    ));
     let b = Binomial::from_probs(&v(&[3.0]), &v(&[0.5])).unwrap();
-    assert!(matches!(b.entropy(), Err(PplError::NotAvailable { family: "Binomial", quantity: "entropy", .. })));
+    assert!(matches!(
+        b.entropy(),
+        Err(PplError::NotAvailable {
+            family: "Binomial",
+            quantity: "entropy",
+            ..
+        })
+    ));
     let n = Normal::new(&v(&[0.0]), &v(&[1.0])).unwrap();
     match kl_divergence(&n, &c) {
-        Err(PplError::NoAnalyticKl { p, q }) => assert_eq!((p.as_str(), q.as_str()), ("Normal", "Cauchy")),
+        Err(PplError::NoAnalyticKl { p, q }) => {
+            assert_eq!((p.as_str(), q.as_str()), ("Normal", "Cauchy"))
+        }
         other => panic!("expected NoAnalyticKl, got {other:?}"),
     }
     let e = kl_divergence(&n.clone().to_event(1).unwrap(), &n.to_event(0).unwrap()).unwrap_err();
@@ -223,7 +462,10 @@ fn validation_can_be_disabled_per_thread() {
 
 #[test]
 fn device_names() {
-    assert!(matches!(ppl_core::device::device_from_name("cpu"), Ok(Device::Cpu)));
+    assert!(matches!(
+        ppl_core::device::device_from_name("cpu"),
+        Ok(Device::Cpu)
+    ));
     assert!(matches!(
         ppl_core::device::device_from_name("tpu"),
         Err(PplError::InvalidArgument { .. })

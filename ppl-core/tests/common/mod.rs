@@ -5,7 +5,10 @@ use candle_core::{DType, Device, Tensor};
 use ppl_core::rng::PplRng;
 
 pub fn t(v: &[f64], shape: &[usize], dtype: DType) -> Tensor {
-    Tensor::from_vec(v.to_vec(), shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
+    Tensor::from_vec(v.to_vec(), shape, &Device::Cpu)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap()
 }
 
 pub fn t1(v: &[f64], dtype: DType) -> Tensor {
@@ -17,17 +20,27 @@ pub fn s(v: f64) -> Tensor {
 }
 
 pub fn host(x: &Tensor) -> Vec<f64> {
-    x.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap()
+    x.flatten_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap()
 }
 
 /// `n` uniforms in (lo, hi) from a seeded stream.
 pub fn unif(rng: &mut PplRng, n: usize, lo: f64, hi: f64) -> Vec<f64> {
-    (0..n).map(|_| lo + (hi - lo) * rng.uniform_open()).collect()
+    (0..n)
+        .map(|_| lo + (hi - lo) * rng.uniform_open())
+        .collect()
 }
 
 /// `n` log-uniforms in (lo, hi).
 pub fn log_unif(rng: &mut PplRng, n: usize, lo: f64, hi: f64) -> Vec<f64> {
-    unif(rng, n, lo.ln(), hi.ln()).into_iter().map(f64::exp).collect()
+    unif(rng, n, lo.ln(), hi.ln())
+        .into_iter()
+        .map(f64::exp)
+        .collect()
 }
 
 /// Asserts `|got - want| <= tol * max(1, |want|)` element-wise (equal infinities pass).
