@@ -31,6 +31,23 @@ pub fn diagonal(m: &Tensor) -> Result<Tensor> {
     Ok(m.broadcast_mul(&eye)?.sum(D::Minus1)?)
 }
 
+/// The batched matrix–vector product `M v`: `m` `[..., n, k]`, `v` `[..., k]` → `[..., n]`,
+/// with batch dims broadcast (as a broadcast multiply and a sum, so any layout works,
+/// including the zero-stride views that `expand` produces).
+pub fn matvec(m: &Tensor, v: &Tensor) -> Result<Tensor> {
+    if m.rank() < 2 || v.rank() < 1 || m.dim(D::Minus1)? != v.dim(D::Minus1)? {
+        return Err(shape_err(
+            "matvec",
+            format!(
+                "matrix shape {} and vector shape {} do not fit ([..., n, k] and [..., k])",
+                ShapeFmt(m.dims()),
+                ShapeFmt(v.dims())
+            ),
+        ));
+    }
+    Ok(m.broadcast_mul(&v.unsqueeze(D::Minus2)?)?.sum(D::Minus1)?)
+}
+
 /// Solves `L X = B` for `X`, with `L` lower-triangular `[..., d, d]` and `B` `[..., d, m]`
 /// (forward substitution). Batch dimensions of `L` and `B` broadcast.
 pub fn solve_lower_triangular(l: &Tensor, b: &Tensor) -> Result<Tensor> {

@@ -48,9 +48,12 @@ fn sc(v: f64) -> Tensor {
     s(v)
 }
 
+/// A reference CDF.
+type Cdf = Box<dyn Fn(f64) -> f64>;
+
 #[test]
 fn continuous_families_fit_their_cdfs() {
-    let cases: Vec<(&str, Box<dyn Distribution>, Box<dyn Fn(f64) -> f64>)> = vec![
+    let cases: Vec<(&str, Box<dyn Distribution>, Cdf)> = vec![
         (
             "Normal",
             Box::new(Normal::new(&sc(1.5), &sc(0.7)).unwrap()),

@@ -1,4 +1,4 @@
-use super::common::{check_expand, common_methods, prepare_value};
+use super::common::{check_expand, clamp_probs, common_methods, prepare_value};
 use super::gamma::standard_gamma_rsample;
 use super::{Distribution, DynDistribution};
 use crate::constraints::Constraint;
@@ -15,7 +15,7 @@ use std::sync::Arc;
 /// Density: `p(x) = x^{a-1} (1-x)^{b-1} / B(a, b)` on `[0, 1]`.
 /// Parameters: `concentration1` a > 0, `concentration0` b > 0. Support: `[0, 1]`.
 /// Reparameterised: `x = X / (X + Y)` with `X ~ Gamma(a, 1)`, `Y ~ Gamma(b, 1)` drawn with
-/// implicit reparameterisation gradients.
+/// implicit reparameterisation gradients, clamped to `[ε, 1-ε]` (ε the dtype's epsilon).
 ///
 /// ```
 /// use ppl_core::prelude::*;
@@ -84,7 +84,9 @@ impl Distribution for Beta {
     fn sample(&self, rng: &mut PplRng, sample_shape: &[usize]) -> Result<Tensor> {
         let x = standard_gamma_rsample(rng, &self.concentration1, sample_shape)?;
         let y = standard_gamma_rsample(rng, &self.concentration0, sample_shape)?;
-        Ok((&x / (&x + &y)?)?)
+        // With a small concentration, x/(x+y) can round to exactly 0 or 1, where the
+        // density may be infinite: keep samples inside the open interval (like Pyro).
+        clamp_probs(&(&x / (&x + &y)?)?)
     }
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         let x = prepare_value(self, value)?;

@@ -2,7 +2,7 @@ use super::common::{check_expand, common_methods, out_shape, prepare_value};
 use super::{Distribution, DynDistribution};
 use crate::constraints::Constraint;
 use crate::error::{shape_err, Result, ShapeFmt};
-use crate::linalg::{cholesky, diagonal, solve_lower_triangular};
+use crate::linalg::{cholesky, diagonal, matvec, solve_lower_triangular};
 use crate::rng::PplRng;
 use crate::tensor::{broadcast_shapes, concat_shapes};
 use crate::validation::check_param;
@@ -93,19 +93,21 @@ impl LowRankMultivariateNormal {
     pub fn covariance(&self) -> Result<Tensor> {
         let d = self.event_shape[0];
         let eye = Tensor::eye(d, self.dtype(), &self.device())?;
-        let ww = self.cov_factor.matmul(&self.cov_factor.t()?)?;
+        let w = self.cov_factor.contiguous()?;
+        let ww = w.matmul(&w.t()?)?;
         Ok((ww + self.cov_diag.unsqueeze(D::Minus1)?.broadcast_mul(&eye)?)?)
     }
 
     /// `(Wᵀ D⁻¹ [..., r, d], cholesky(I + Wᵀ D⁻¹ W) [..., r, r])`.
     fn capacitance(&self) -> Result<(Tensor, Tensor)> {
         let r = self.cov_factor.dim(D::Minus1)?;
-        let wt_dinv = self
-            .cov_factor
+        let w = self.cov_factor.contiguous()?;
+        let wt_dinv = w
             .broadcast_div(&self.cov_diag.unsqueeze(D::Minus1)?)?
-            .t()?;
+            .t()?
+            .contiguous()?;
         let eye = Tensor::eye(r, self.dtype(), &self.device())?;
-        let c = wt_dinv.matmul(&self.cov_factor)?.broadcast_add(&eye)?;
+        let c = wt_dinv.matmul(&w)?.broadcast_add(&eye)?;
         Ok((wt_dinv, cholesky(&c)?))
     }
 
@@ -126,14 +128,11 @@ impl Distribution for LowRankMultivariateNormal {
     fn sample(&self, rng: &mut PplRng, sample_shape: &[usize]) -> Result<Tensor> {
         let r = self.cov_factor.dim(D::Minus1)?;
         let shape = out_shape(sample_shape, &self.batch_shape, &self.event_shape);
-        let wshape = out_shape(sample_shape, &self.batch_shape, &[r, 1]);
+        let wshape = out_shape(sample_shape, &self.batch_shape, &[r]);
         let (dt, dev) = (self.dtype(), self.device());
         let eps_w = rng.normal_tensor(&wshape, dt, &dev)?;
         let eps_d = rng.normal_tensor(&shape, dt, &dev)?;
-        let low = self
-            .cov_factor
-            .broadcast_matmul(&eps_w)?
-            .squeeze(D::Minus1)?;
+        let low = matvec(&self.cov_factor, &eps_w)?;
         let diag = eps_d.broadcast_mul(&self.cov_diag.sqrt()?)?;
         Ok((low + diag)?.broadcast_add(&self.loc)?)
     }
@@ -142,7 +141,7 @@ impl Distribution for LowRankMultivariateNormal {
         let diff = x.broadcast_sub(&self.loc)?;
         let (wt_dinv, chol_c) = self.capacitance()?;
         let m1 = diff.sqr()?.broadcast_div(&self.cov_diag)?.sum(D::Minus1)?;
-        let proj = wt_dinv.broadcast_matmul(&diff.unsqueeze(D::Minus1)?)?;
+        let proj = matvec(&wt_dinv, &diff)?.unsqueeze(D::Minus1)?;
         let m2 = solve_lower_triangular(&chol_c, &proj)?
             .sqr()?
             .sum((D::Minus2, D::Minus1))?;

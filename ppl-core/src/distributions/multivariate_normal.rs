@@ -2,7 +2,7 @@ use super::common::{check_expand, common_methods, out_shape, prepare_value};
 use super::{Distribution, DynDistribution};
 use crate::constraints::Constraint;
 use crate::error::{shape_err, Result, ShapeFmt};
-use crate::linalg::{cholesky, diagonal, solve_lower_triangular};
+use crate::linalg::{cholesky, diagonal, matvec, solve_lower_triangular};
 use crate::rng::PplRng;
 use crate::tensor::{broadcast_shapes, concat_shapes};
 use crate::validation::check_param;
@@ -160,7 +160,7 @@ impl MultivariateNormal {
 
     /// The covariance `Σ = L Lᵀ` `[..., d, d]`.
     pub fn covariance(&self) -> Result<Tensor> {
-        let l = self.scale_tril()?;
+        let l = self.scale_tril()?.contiguous()?;
         Ok(l.matmul(&l.t()?)?)
     }
 
@@ -197,9 +197,7 @@ impl Distribution for MultivariateNormal {
         let corr = if self.diag {
             eps.broadcast_mul(&self.scale)?
         } else {
-            self.scale
-                .broadcast_matmul(&eps.unsqueeze(D::Minus1)?)?
-                .squeeze(D::Minus1)?
+            matvec(&self.scale, &eps)?
         };
         Ok(corr.broadcast_add(&self.loc)?)
     }
