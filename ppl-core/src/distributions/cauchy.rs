@@ -1,11 +1,9 @@
-use super::common::{check_expand, common_methods, noise, out_shape, prepare_value};
+use super::common::{common_methods, prepare_value, LocScale};
 use super::{Distribution, DynDistribution};
 use crate::constraints::Constraint;
 use crate::error::{not_available, Result};
 use crate::rng::PplRng;
 use crate::special::log1p;
-use crate::tensor::broadcast_params;
-use crate::validation::check_param;
 use candle_core::Tensor;
 use std::f64::consts::PI;
 use std::sync::Arc;
@@ -26,28 +24,20 @@ use std::sync::Arc;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Cauchy {
-    loc: Tensor,
-    scale: Tensor,
-    batch_shape: Vec<usize>,
+    p: LocScale,
 }
 
 impl Cauchy {
     /// `Cauchy(loc, scale)`; `scale` must be positive and finite.
     pub fn new(loc: &Tensor, scale: &Tensor) -> Result<Self> {
-        check_param("Cauchy", "loc", loc, &Constraint::Real)?;
-        check_param("Cauchy", "scale", scale, &Constraint::Positive)?;
-        let ([loc, scale], batch_shape) =
-            broadcast_params("Cauchy", [("loc", loc), ("scale", scale)])?;
         Ok(Self {
-            loc,
-            scale,
-            batch_shape,
+            p: LocScale::new("Cauchy", loc, scale)?,
         })
     }
 }
 
 impl Distribution for Cauchy {
-    common_methods!("Cauchy", loc);
+    common_methods!("Cauchy", p.loc);
     fn event_shape(&self) -> &[usize] {
         &[]
     }
@@ -55,19 +45,14 @@ impl Distribution for Cauchy {
         true
     }
     fn sample(&self, rng: &mut PplRng, sample_shape: &[usize]) -> Result<Tensor> {
-        let shape = out_shape(sample_shape, &self.batch_shape, &[]);
-        let n = shape.iter().product();
-        let e: Vec<f64> = (0..n)
-            .map(|_| (PI * (rng.uniform_open() - 0.5)).tan())
-            .collect();
-        let e = noise(e, &shape, self.dtype(), &self.device())?;
-        Ok(e.broadcast_mul(&self.scale)?.broadcast_add(&self.loc)?)
+        self.p
+            .sample_with(rng, sample_shape, |r| (PI * (r.uniform_open() - 0.5)).tan())
     }
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         let x = prepare_value(self, value)?;
-        let z = x.broadcast_sub(&self.loc)?.broadcast_div(&self.scale)?;
+        let z = self.p.standardize(&x)?;
         let lp = log1p(&z.sqr()?)?.affine(-1.0, -PI.ln())?;
-        Ok(lp.broadcast_sub(&self.scale.log()?)?)
+        Ok(lp.broadcast_sub(&self.p.scale.log()?)?)
     }
     fn mean(&self) -> Result<Tensor> {
         Err(not_available("Cauchy", "mean", "is undefined"))
@@ -76,17 +61,14 @@ impl Distribution for Cauchy {
         Err(not_available("Cauchy", "variance", "is undefined"))
     }
     fn entropy(&self) -> Result<Tensor> {
-        Ok(self.scale.log()?.affine(1.0, (4.0 * PI).ln())?)
+        Ok(self.p.scale.log()?.affine(1.0, (4.0 * PI).ln())?)
     }
     fn support(&self) -> Constraint {
         Constraint::Real
     }
     fn expand(&self, batch_shape: &[usize]) -> Result<DynDistribution> {
-        check_expand(self.family(), &self.batch_shape, batch_shape)?;
         Ok(Arc::new(Self {
-            loc: self.loc.broadcast_as(batch_shape)?,
-            scale: self.scale.broadcast_as(batch_shape)?,
-            batch_shape: batch_shape.to_vec(),
+            p: self.p.expand(self.family(), batch_shape)?,
         }))
     }
 }

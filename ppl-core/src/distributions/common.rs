@@ -122,6 +122,23 @@ pub(crate) fn filled_like(x: &Tensor, v: f64) -> Result<Tensor> {
 /// The accessors every family implements the same way: family name, batch shape, and
 /// device/dtype/`as_any` read off the first parameter tensor.
 macro_rules! common_methods {
+    ($family:literal, $params:ident . $first:ident) => {
+        fn family(&self) -> &'static str {
+            $family
+        }
+        fn batch_shape(&self) -> &[usize] {
+            &self.$params.batch_shape
+        }
+        fn device(&self) -> candle_core::Device {
+            self.$params.$first.device().clone()
+        }
+        fn dtype(&self) -> candle_core::DType {
+            self.$params.$first.dtype()
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    };
     ($family:literal, $first:ident) => {
         fn family(&self) -> &'static str {
             $family
@@ -209,4 +226,59 @@ pub(crate) fn categorical_probs_logits(
 pub(crate) fn upload_indices(idx: &[usize], shape: &[usize], device: &Device) -> Result<Tensor> {
     let v: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
     Ok(Tensor::from_vec(v, shape, device)?)
+}
+
+/// The parameters of a location–scale family (`x = loc + scale · ε`): validated (`loc`
+/// finite, `scale` positive and finite), broadcast together, expandable.
+#[derive(Debug, Clone)]
+pub(crate) struct LocScale {
+    pub(crate) loc: Tensor,
+    pub(crate) scale: Tensor,
+    pub(crate) batch_shape: Vec<usize>,
+}
+
+impl LocScale {
+    pub(crate) fn new(family: &'static str, loc: &Tensor, scale: &Tensor) -> Result<Self> {
+        validation::check_param(family, "loc", loc, &Constraint::Real)?;
+        validation::check_param(family, "scale", scale, &Constraint::Positive)?;
+        let ([loc, scale], batch_shape) =
+            crate::tensor::broadcast_params(family, [("loc", loc), ("scale", scale)])?;
+        Ok(Self {
+            loc,
+            scale,
+            batch_shape,
+        })
+    }
+
+    pub(crate) fn expand(&self, family: &'static str, batch_shape: &[usize]) -> Result<Self> {
+        check_expand(family, &self.batch_shape, batch_shape)?;
+        Ok(Self {
+            loc: self.loc.broadcast_as(batch_shape)?,
+            scale: self.scale.broadcast_as(batch_shape)?,
+            batch_shape: batch_shape.to_vec(),
+        })
+    }
+
+    /// `loc + scale · eps`.
+    pub(crate) fn shift_scale(&self, eps: &Tensor) -> Result<Tensor> {
+        Ok(eps.broadcast_mul(&self.scale)?.broadcast_add(&self.loc)?)
+    }
+
+    /// `(x - loc) / scale`.
+    pub(crate) fn standardize(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.broadcast_sub(&self.loc)?.broadcast_div(&self.scale)?)
+    }
+
+    /// `loc + scale · ε` with standard noise ε drawn on the host by `draw`.
+    pub(crate) fn sample_with(
+        &self,
+        rng: &mut PplRng,
+        sample_shape: &[usize],
+        mut draw: impl FnMut(&mut PplRng) -> f64,
+    ) -> Result<Tensor> {
+        let shape = out_shape(sample_shape, &self.batch_shape, &[]);
+        let n = shape.iter().product();
+        let e: Vec<f64> = (0..n).map(|_| draw(rng)).collect();
+        self.shift_scale(&upload(e, &shape, self.loc.dtype(), self.loc.device())?)
+    }
 }

@@ -12,6 +12,15 @@ use std::sync::Arc;
 /// `log_prob` sums the base's over those dims; `entropy` sums likewise; `sample`, `mean`
 /// and `variance` are the base's. A `Normal` with batch shape `[B, D]` becomes a
 /// distribution over vectors with batch `[B]` and event `[D]`.
+///
+/// ```
+/// use ppl_core::prelude::*;
+/// use candle_core::{DType, Device};
+/// # fn main() -> ppl_core::Result<()> {
+/// let d = Normal::standard(&[5, 3], DType::F64, &Device::Cpu)?.to_event(1)?;
+/// assert_eq!((d.batch_shape(), d.event_shape()), (&[5][..], &[3][..]));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Independent {
     base: DynDistribution,

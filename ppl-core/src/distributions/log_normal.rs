@@ -1,11 +1,9 @@
-use super::common::{check_expand, common_methods, out_shape, prepare_value};
+use super::common::{common_methods, prepare_value, LocScale};
 use super::{Distribution, DynDistribution};
 use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::rng::PplRng;
 use crate::special::expm1;
-use crate::tensor::broadcast_params;
-use crate::validation::check_param;
 use candle_core::Tensor;
 use std::sync::Arc;
 
@@ -28,36 +26,28 @@ const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 /// ```
 #[derive(Debug, Clone)]
 pub struct LogNormal {
-    loc: Tensor,
-    scale: Tensor,
-    batch_shape: Vec<usize>,
+    p: LocScale,
 }
 
 impl LogNormal {
     /// `LogNormal(loc, scale)`; `scale` must be positive and finite, `loc` finite.
     pub fn new(loc: &Tensor, scale: &Tensor) -> Result<Self> {
-        check_param("LogNormal", "loc", loc, &Constraint::Real)?;
-        check_param("LogNormal", "scale", scale, &Constraint::Positive)?;
-        let ([loc, scale], batch_shape) =
-            broadcast_params("LogNormal", [("loc", loc), ("scale", scale)])?;
         Ok(Self {
-            loc,
-            scale,
-            batch_shape,
+            p: LocScale::new("LogNormal", loc, scale)?,
         })
     }
     /// μ, the mean of `ln x`.
     pub fn loc(&self) -> &Tensor {
-        &self.loc
+        &self.p.loc
     }
     /// σ, the standard deviation of `ln x`.
     pub fn scale(&self) -> &Tensor {
-        &self.scale
+        &self.p.scale
     }
 }
 
 impl Distribution for LogNormal {
-    common_methods!("LogNormal", loc);
+    common_methods!("LogNormal", p.loc);
     fn event_shape(&self) -> &[usize] {
         &[]
     }
@@ -65,39 +55,34 @@ impl Distribution for LogNormal {
         true
     }
     fn sample(&self, rng: &mut PplRng, sample_shape: &[usize]) -> Result<Tensor> {
-        let shape = out_shape(sample_shape, &self.batch_shape, &[]);
-        let eps = rng.normal_tensor(&shape, self.dtype(), &self.device())?;
-        Ok(eps
-            .broadcast_mul(&self.scale)?
-            .broadcast_add(&self.loc)?
+        Ok(self
+            .p
+            .sample_with(rng, sample_shape, PplRng::standard_normal)?
             .exp()?)
     }
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         let x = prepare_value(self, value)?;
         let lx = x.log()?;
-        let z = lx.broadcast_sub(&self.loc)?.broadcast_div(&self.scale)?;
+        let z = self.p.standardize(&lx)?;
         let lp = (z.sqr()?.affine(-0.5, -HALF_LN_2PI)? - lx)?;
-        Ok(lp.broadcast_sub(&self.scale.log()?)?)
+        Ok(lp.broadcast_sub(&self.p.scale.log()?)?)
     }
     fn mean(&self) -> Result<Tensor> {
-        Ok((&self.loc + self.scale.sqr()?.affine(0.5, 0.0)?)?.exp()?)
+        Ok((&self.p.loc + self.p.scale.sqr()?.affine(0.5, 0.0)?)?.exp()?)
     }
     fn variance(&self) -> Result<Tensor> {
-        let s2 = self.scale.sqr()?;
-        Ok((expm1(&s2)? * (self.loc.affine(2.0, 0.0)? + &s2)?.exp()?)?)
+        let s2 = self.p.scale.sqr()?;
+        Ok((expm1(&s2)? * (self.p.loc.affine(2.0, 0.0)? + &s2)?.exp()?)?)
     }
     fn entropy(&self) -> Result<Tensor> {
-        Ok((&self.loc + self.scale.log()?)?.affine(1.0, 0.5 + HALF_LN_2PI)?)
+        Ok((&self.p.loc + self.p.scale.log()?)?.affine(1.0, 0.5 + HALF_LN_2PI)?)
     }
     fn support(&self) -> Constraint {
         Constraint::Positive
     }
     fn expand(&self, batch_shape: &[usize]) -> Result<DynDistribution> {
-        check_expand(self.family(), &self.batch_shape, batch_shape)?;
         Ok(Arc::new(Self {
-            loc: self.loc.broadcast_as(batch_shape)?,
-            scale: self.scale.broadcast_as(batch_shape)?,
-            batch_shape: batch_shape.to_vec(),
+            p: self.p.expand(self.family(), batch_shape)?,
         }))
     }
 }

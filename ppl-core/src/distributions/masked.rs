@@ -11,6 +11,17 @@ use std::sync::Arc;
 ///
 /// The mask (any dtype; non-zero = keep) must broadcast to the batch shape. Sampling,
 /// moments and the support are the base's. Gradients never reach masked-out elements.
+///
+/// ```
+/// use ppl_core::prelude::*;
+/// use candle_core::{DType, Device, Tensor};
+/// # fn main() -> ppl_core::Result<()> {
+/// let keep = Tensor::new(&[1u8, 0, 1], &Device::Cpu)?;
+/// let d = Normal::standard(&[3], DType::F64, &Device::Cpu)?.mask(&keep)?;
+/// let lp = d.log_prob(&Tensor::zeros(3, DType::F64, &Device::Cpu)?)?.to_vec1::<f64>()?;
+/// assert_eq!(lp[1], 0.0);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Masked {
     base: DynDistribution,

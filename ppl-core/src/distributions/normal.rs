@@ -1,10 +1,8 @@
-use super::common::{check_expand, common_methods, out_shape, prepare_value};
+use super::common::{common_methods, prepare_value, LocScale};
 use super::{Distribution, DynDistribution};
 use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::rng::PplRng;
-use crate::tensor::broadcast_params;
-use crate::validation::check_param;
 use candle_core::{DType, Device, Tensor};
 use std::sync::Arc;
 
@@ -27,23 +25,15 @@ const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Normal {
-    loc: Tensor,
-    scale: Tensor,
-    batch_shape: Vec<usize>,
+    p: LocScale,
 }
 
 impl Normal {
     /// `N(loc, scale²)`; errors on non-finite `loc`, non-positive or non-finite `scale`, or
     /// shapes that do not broadcast.
     pub fn new(loc: &Tensor, scale: &Tensor) -> Result<Self> {
-        check_param("Normal", "loc", loc, &Constraint::Real)?;
-        check_param("Normal", "scale", scale, &Constraint::Positive)?;
-        let ([loc, scale], batch_shape) =
-            broadcast_params("Normal", [("loc", loc), ("scale", scale)])?;
         Ok(Self {
-            loc,
-            scale,
-            batch_shape,
+            p: LocScale::new("Normal", loc, scale)?,
         })
     }
 
@@ -56,17 +46,17 @@ impl Normal {
 
     /// The location μ.
     pub fn loc(&self) -> &Tensor {
-        &self.loc
+        &self.p.loc
     }
 
     /// The scale σ.
     pub fn scale(&self) -> &Tensor {
-        &self.scale
+        &self.p.scale
     }
 }
 
 impl Distribution for Normal {
-    common_methods!("Normal", loc);
+    common_methods!("Normal", p.loc);
     fn event_shape(&self) -> &[usize] {
         &[]
     }
@@ -74,34 +64,30 @@ impl Distribution for Normal {
         true
     }
     fn sample(&self, rng: &mut PplRng, sample_shape: &[usize]) -> Result<Tensor> {
-        let shape = out_shape(sample_shape, &self.batch_shape, &[]);
-        let eps = rng.normal_tensor(&shape, self.dtype(), &self.device())?;
-        Ok(eps.broadcast_mul(&self.scale)?.broadcast_add(&self.loc)?)
+        self.p
+            .sample_with(rng, sample_shape, PplRng::standard_normal)
     }
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         let x = prepare_value(self, value)?;
-        let z = x.broadcast_sub(&self.loc)?.broadcast_div(&self.scale)?;
+        let z = self.p.standardize(&x)?;
         let lp = z.sqr()?.affine(-0.5, -HALF_LN_2PI)?;
-        Ok(lp.broadcast_sub(&self.scale.log()?)?)
+        Ok(lp.broadcast_sub(&self.p.scale.log()?)?)
     }
     fn mean(&self) -> Result<Tensor> {
-        Ok(self.loc.clone())
+        Ok(self.p.loc.clone())
     }
     fn variance(&self) -> Result<Tensor> {
-        Ok(self.scale.sqr()?)
+        Ok(self.p.scale.sqr()?)
     }
     fn entropy(&self) -> Result<Tensor> {
-        Ok(self.scale.log()?.affine(1.0, 0.5 + HALF_LN_2PI)?)
+        Ok(self.p.scale.log()?.affine(1.0, 0.5 + HALF_LN_2PI)?)
     }
     fn support(&self) -> Constraint {
         Constraint::Real
     }
     fn expand(&self, batch_shape: &[usize]) -> Result<DynDistribution> {
-        check_expand(self.family(), &self.batch_shape, batch_shape)?;
         Ok(Arc::new(Self {
-            loc: self.loc.broadcast_as(batch_shape)?,
-            scale: self.scale.broadcast_as(batch_shape)?,
-            batch_shape: batch_shape.to_vec(),
+            p: self.p.expand(self.family(), batch_shape)?,
         }))
     }
 }
