@@ -6,7 +6,7 @@
 //! test images are scored with `Binomial(..).to_event(1).log_prob` over all ten classes at
 //! once (broadcasting), giving the predictive class and `log p(x)` by log-sum-exp.
 //!
-//! Run: `cargo run --release --example digits_naive_bayes`. Ends with one JSON line.
+//! Run: `cargo run --example digits_naive_bayes`. Ends with one JSON line.
 
 use candle_core::{DType, Device, Tensor, D};
 use flate2::read::GzDecoder;

@@ -24,6 +24,11 @@ pub use ppl_core as core;
 pub use ppl_core::{constraints, device, distributions, linalg, rng, special, validation};
 pub use ppl_core::{PplError, Result};
 
+/// The README's code blocks, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// Everything a model or an inference script usually needs.
 pub mod prelude {
     pub use ppl_core::prelude::*;
