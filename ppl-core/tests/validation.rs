@@ -481,10 +481,22 @@ fn device_names() {
 #[test]
 fn linalg_shape_errors() {
     use ppl_core::linalg::{cholesky, matvec, solve_lower_triangular};
-    shape(cholesky(&t(&[1.0; 6], &[2, 3], F)), "cholesky", &["square", "[2, 3]"]);
+    shape(
+        cholesky(&t(&[1.0; 6], &[2, 3], F)),
+        "cholesky",
+        &["square", "[2, 3]"],
+    );
     let l = t(&[1.0, 0.0, 0.5, 1.0], &[2, 2], F);
-    shape(solve_lower_triangular(&l, &t(&[1.0; 3], &[3, 1], F)), "solve_lower_triangular", &["[3, 1]", "[2, 2]"]);
-    shape(matvec(&l, &v(&[1.0, 2.0, 3.0])), "matvec", &["[2, 2]", "[3]"]);
+    shape(
+        solve_lower_triangular(&l, &t(&[1.0; 3], &[3, 1], F)),
+        "solve_lower_triangular",
+        &["[3, 1]", "[2, 2]"],
+    );
+    shape(
+        matvec(&l, &v(&[1.0, 2.0, 3.0])),
+        "matvec",
+        &["[2, 2]", "[3]"],
+    );
     // Exact small cases: L = [[2, 0], [1, 3]]; L⁻¹ [2, 7] = [1, 2]; chol(L Lᵀ) = L.
     let l = t(&[2.0, 0.0, 1.0, 3.0], &[2, 2], F);
     let x = solve_lower_triangular(&l, &t(&[2.0, 7.0], &[2, 1], F)).unwrap();
