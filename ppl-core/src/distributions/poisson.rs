@@ -4,6 +4,7 @@ use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::rng::PplRng;
 use crate::special::{lgamma, xlogy};
+use crate::tensor::log_prob_shape;
 use crate::validation::check_param;
 use candle_core::Tensor;
 use rand_distr::Distribution as _;
@@ -62,11 +63,10 @@ impl Distribution for Poisson {
     }
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         let k = prepare_value(self, value)?;
-        let rate = self.rate.broadcast_as(
-            crate::tensor::broadcast_shapes(k.dims(), &self.batch_shape)
-                .unwrap_or_else(|| self.batch_shape.clone()),
-        )?;
-        let kb = k.broadcast_as(rate.shape())?;
+        // xlogy needs both operands at the result shape (already checked by prepare_value).
+        let shape = log_prob_shape(self.family(), k.dims(), &self.batch_shape, &[])?;
+        let rate = self.rate.broadcast_as(shape.as_slice())?;
+        let kb = k.broadcast_as(shape.as_slice())?;
         Ok(((xlogy(&kb, &rate)? - &rate)? - lgamma(&kb.affine(1.0, 1.0)?)?)?)
     }
     fn mean(&self) -> Result<Tensor> {
