@@ -672,3 +672,53 @@ fn rng_is_reproducible_and_resumable() {
         host(&d.sample(&mut c, &[]).unwrap())
     );
 }
+
+/// FNV-1a over the bit patterns of every element.
+fn digest(xs: &[f64]) -> u64 {
+    xs.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
+        (h ^ x.to_bits()).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[test]
+fn same_seed_is_bit_identical_across_thread_counts() {
+    // candle sizes its thread pool once per process, so the comparison runs this test in
+    // child processes with 1 and 2 threads; tensors exceed candle's 64K-element threshold
+    // for parallel elementwise kernels.
+    if std::env::var("PPL_DIGEST_CHILD").is_ok() {
+        let mut rng = PplRng::seed_from_u64(2024);
+        let n = Normal::new(&sc(0.5), &sc(2.0)).unwrap();
+        let x = n.sample(&mut rng, &[200_000]).unwrap();
+        let g = Gamma::new(&sc(0.7), &sc(1.5))
+            .unwrap()
+            .sample(&mut rng, &[100_000])
+            .unwrap();
+        let mut all = host(&n.log_prob(&x).unwrap());
+        all.extend(host(
+            &Gamma::new(&sc(0.7), &sc(1.5))
+                .unwrap()
+                .log_prob(&g)
+                .unwrap(),
+        ));
+        println!("DIGEST:{:016x}", digest(&all));
+        return;
+    }
+    let run = |threads: &str| {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "same_seed_is_bit_identical_across_thread_counts",
+                "--exact",
+                "--nocapture",
+            ])
+            .env("PPL_DIGEST_CHILD", "1")
+            .env("CANDLE_NUM_THREADS", threads)
+            .env("RAYON_NUM_THREADS", threads)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines()
+            .find_map(|l| l.strip_prefix("DIGEST:").map(str::to_string))
+            .unwrap_or_else(|| panic!("child printed no digest: {text}"))
+    };
+    assert_eq!(run("1"), run("2"));
+}
