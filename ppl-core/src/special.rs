@@ -21,7 +21,8 @@
 use crate::error::Result;
 use candle_core::{DType, Tensor};
 
-const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
+/// `½ ln(2π)`, the log normaliser of the standard normal.
+pub(crate) const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 
 /// `ln(1 + x)`, accurate for small `|x|` (Goldberg's trick: `ln(u)·x/(u-1)` with `u = 1+x`).
 pub fn log1p(x: &Tensor) -> Result<Tensor> {

@@ -1,7 +1,7 @@
 //! Tensor plumbing shared by the distributions: broadcasting, host transfer, reductions.
 
 use crate::error::{shape_err, Result, ShapeFmt};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 
 /// The broadcast of two shapes (numpy rules), or `None` when they are incompatible.
 pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
@@ -112,18 +112,6 @@ pub fn sum_rightmost(t: &Tensor, n: usize) -> Result<Tensor> {
     let r = t.rank();
     let dims: Vec<usize> = (r - n..r).collect();
     Ok(t.sum(dims)?)
-}
-
-/// A scalar tensor (shape `[]`) of the given dtype and device.
-pub fn scalar(value: f64, dtype: DType, device: &Device) -> Result<Tensor> {
-    Ok(Tensor::new(value, device)?.to_dtype(dtype)?)
-}
-
-/// A tensor filled with `value`, of the given shape, dtype and device.
-pub fn full(value: f64, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
-    Ok(scalar(value, dtype, device)?
-        .broadcast_as(shape)?
-        .contiguous()?)
 }
 
 /// Checks that a value of shape `value` can be scored by a distribution with the given

@@ -104,16 +104,6 @@ pub(crate) fn tiny(dtype: DType) -> f64 {
     }
 }
 
-/// Uploads host noise of the given shape with the distribution's dtype and device.
-pub(crate) fn noise(
-    values: Vec<f64>,
-    shape: &[usize],
-    dtype: DType,
-    device: &Device,
-) -> Result<Tensor> {
-    upload(values, shape, dtype, device)
-}
-
 /// `x * 0 + v`: a tensor like `x` filled with `v` (keeps dtype, device and shape).
 pub(crate) fn filled_like(x: &Tensor, v: f64) -> Result<Tensor> {
     Ok(x.zeros_like()?.affine(1.0, v)?)

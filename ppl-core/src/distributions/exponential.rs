@@ -1,8 +1,8 @@
-use super::common::{check_expand, common_methods, noise, out_shape, prepare_value};
+use super::common::{check_expand, common_methods, out_shape, prepare_value};
 use super::{Distribution, DynDistribution};
 use crate::constraints::Constraint;
 use crate::error::Result;
-use crate::rng::PplRng;
+use crate::rng::{upload, PplRng};
 use crate::validation::check_param;
 use candle_core::Tensor;
 use std::sync::Arc;
@@ -53,7 +53,7 @@ impl Distribution for Exponential {
         let shape = out_shape(sample_shape, &self.batch_shape, &[]);
         let n = shape.iter().product();
         let e: Vec<f64> = (0..n).map(|_| rng.standard_exponential()).collect();
-        let e = noise(e, &shape, self.dtype(), &self.device())?;
+        let e = upload(e, &shape, self.dtype(), &self.device())?;
         Ok(e.broadcast_div(&self.rate)?)
     }
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {

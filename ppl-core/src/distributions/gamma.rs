@@ -1,8 +1,8 @@
-use super::common::{check_expand, common_methods, noise, out_shape, prepare_value, tiny};
+use super::common::{check_expand, common_methods, out_shape, prepare_value, tiny};
 use super::{Distribution, DynDistribution};
 use crate::constraints::Constraint;
 use crate::error::Result;
-use crate::rng::PplRng;
+use crate::rng::{upload, PplRng};
 use crate::special::{digamma, lgamma};
 use crate::tensor::{broadcast_params, host_f64};
 use crate::validation::check_param;
@@ -173,8 +173,8 @@ pub fn standard_gamma_rsample(
         }
     }
     let (dtype, device) = (alpha.dtype(), alpha.device().clone());
-    let z = noise(z, &shape, dtype, &device)?;
-    let g = noise(g, &shape, dtype, &device)?;
+    let z = upload(z, &shape, dtype, &device)?;
+    let g = upload(g, &shape, dtype, &device)?;
     let a_b = alpha.broadcast_as(shape.as_slice())?;
     let surrogate = (&a_b - a_b.detach())?;
     Ok((z + (surrogate * g)?)?)

@@ -3,11 +3,9 @@ use super::{Distribution, DynDistribution};
 use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::rng::PplRng;
-use crate::special::expm1;
+use crate::special::{expm1, HALF_LN_2PI};
 use candle_core::Tensor;
 use std::sync::Arc;
-
-const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 
 /// The log-normal distribution: `exp(Y)` with `Y ~ N(loc, scale²)`.
 ///

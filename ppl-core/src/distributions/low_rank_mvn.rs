@@ -4,12 +4,11 @@ use crate::constraints::Constraint;
 use crate::error::{shape_err, Result, ShapeFmt};
 use crate::linalg::{cholesky, diagonal, matvec, solve_lower_triangular};
 use crate::rng::PplRng;
+use crate::special::HALF_LN_2PI;
 use crate::tensor::{broadcast_shapes, concat_shapes};
 use crate::validation::check_param;
 use candle_core::{Tensor, D};
 use std::sync::Arc;
-
-const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 
 /// A multivariate normal with low-rank-plus-diagonal covariance `Σ = W Wᵀ + diag(D)`.
 ///

@@ -1,10 +1,10 @@
 use super::common::{
-    binary_probs_logits, check_expand, clamp_probs, common_methods, noise, out_shape, prepare_value,
+    binary_probs_logits, check_expand, clamp_probs, common_methods, out_shape, prepare_value,
 };
 use super::{Distribution, DynDistribution};
 use crate::constraints::Constraint;
 use crate::error::Result;
-use crate::rng::PplRng;
+use crate::rng::{upload, PplRng};
 use crate::special::log1p;
 use crate::tensor::broadcast_params;
 use crate::validation::check_param;
@@ -83,7 +83,7 @@ impl Distribution for RelaxedBernoulli {
                 u.ln() - (-u).ln_1p()
             })
             .collect();
-        let l = noise(l, &shape, self.dtype(), &self.device())?;
+        let l = upload(l, &shape, self.dtype(), &self.device())?;
         let z = l
             .broadcast_add(&self.logits)?
             .broadcast_div(&self.temperature)?;

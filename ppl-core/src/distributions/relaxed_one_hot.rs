@@ -1,11 +1,10 @@
 use super::common::{
-    categorical_probs_logits, check_expand, clamp_probs, common_methods, noise, out_shape,
-    prepare_value,
+    categorical_probs_logits, check_expand, clamp_probs, common_methods, out_shape, prepare_value,
 };
 use super::{Distribution, DynDistribution};
 use crate::constraints::Constraint;
 use crate::error::{shape_err, Result, ShapeFmt};
-use crate::rng::PplRng;
+use crate::rng::{upload, PplRng};
 use crate::tensor::{broadcast_shapes, concat_shapes};
 use crate::validation::check_param;
 use candle_core::{Tensor, D};
@@ -97,7 +96,7 @@ impl Distribution for RelaxedOneHotCategorical {
         let shape = out_shape(sample_shape, &self.batch_shape, &self.event_shape);
         let n = shape.iter().product();
         let g: Vec<f64> = (0..n).map(|_| -(-rng.uniform_open().ln()).ln()).collect();
-        let g = noise(g, &shape, self.dtype(), &self.device())?;
+        let g = upload(g, &shape, self.dtype(), &self.device())?;
         let z = g
             .broadcast_add(&self.logits)?
             .broadcast_div(&self.temperature)?;
