@@ -74,6 +74,53 @@ pub enum PplError {
         /// What is wrong.
         message: String,
     },
+    /// A problem at a named site of a model run: a distribution whose batch shape does not
+    /// fit its plates, a value of the wrong shape, an invalid primitive argument. `plates`
+    /// describes the enclosing plates (empty outside any plate).
+    #[error("site `{site}`{plates}: {message}")]
+    Site {
+        /// The site name, e.g. `x` or `enc/z[3]`.
+        site: String,
+        /// ` in plate `data` (size 128)`, or empty.
+        plates: String,
+        /// What is wrong, naming the shapes.
+        message: String,
+    },
+    /// Two sample/observe/factor/deterministic sites with the same name in one run.
+    #[error(
+        "duplicate site name `{site}`: every site needs a unique name within one run \
+         (in a loop use a dynamic name such as (\"{site}\", i))"
+    )]
+    DuplicateSite {
+        /// The repeated name.
+        site: String,
+    },
+    /// A guide that does not fit its model (a missing or extra latent, a different shape
+    /// or support), or choices that name no site.
+    #[error("guide/model mismatch at site `{site}`: {reason}")]
+    GuideMismatch {
+        /// The site name.
+        site: String,
+        /// What differs, naming both shapes or supports.
+        reason: String,
+    },
+    /// A parameter-store error: unknown parameter, shape or constraint mismatch, an initial
+    /// value outside the constraint.
+    #[error("parameter `{name}`: {reason}")]
+    Param {
+        /// The parameter path.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file that cannot be written or read, or whose contents are corrupt or do not match.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file path.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
     /// An error raised by candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -54,6 +54,14 @@ impl PplRng {
         Self { inner }
     }
 
+    /// A uniformly random permutation of `0..n` (Fisher-Yates), e.g. for subsampling.
+    pub fn permutation(&mut self, n: usize) -> Vec<usize> {
+        use rand::seq::SliceRandom;
+        let mut v: Vec<usize> = (0..n).collect();
+        v.shuffle(&mut self.inner);
+        v
+    }
+
     /// An independent child generator (seeded from this one's stream), for handing to a
     /// worker thread without sharing state.
     pub fn fork(&mut self) -> Self {

@@ -70,6 +70,7 @@ mod relaxed_bernoulli;
 mod relaxed_one_hot;
 mod student_t;
 mod uniform;
+mod unit;
 mod von_mises;
 
 pub use bernoulli::Bernoulli;
@@ -99,6 +100,7 @@ pub use relaxed_bernoulli::RelaxedBernoulli;
 pub use relaxed_one_hot::RelaxedOneHotCategorical;
 pub use student_t::StudentT;
 pub use uniform::Uniform;
+pub use unit::Unit;
 pub use von_mises::VonMises;
 
 /// A shared, type-erased distribution, as held by traces.

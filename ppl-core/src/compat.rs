@@ -1,0 +1,77 @@
+//! Model/guide compatibility: [`check_guide`].
+
+use crate::constraints::Constraint;
+use crate::error::{PplError, Result};
+use crate::trace::{Site, Trace};
+
+fn base_support(s: &Site) -> Option<Constraint> {
+    let mut c = s.dist.as_ref()?.support();
+    while let Constraint::Independent(inner, _) = c {
+        c = *inner;
+    }
+    Some(c)
+}
+
+fn mismatch(site: &Site, reason: String) -> PplError {
+    PplError::GuideMismatch {
+        site: site.name.to_string(),
+        reason,
+    }
+}
+
+/// Checks that `guide` can serve as a variational family for `model`: every latent site
+/// of the model is a latent site of the guide with the same value shape and the same
+/// support, and the guide samples no latent the model lacks. Observed sites of the model
+/// must not be sampled by the guide. The first problem is returned as a
+/// [`PplError::GuideMismatch`] naming the site.
+pub fn check_guide(model: &Trace, guide: &Trace) -> Result<()> {
+    for m in model.sites() {
+        if m.is_latent() {
+            let Some(g) = guide.get(&m.name).filter(|g| g.is_latent()) else {
+                return Err(mismatch(
+                    m,
+                    "the model samples this latent but the guide does not".into(),
+                ));
+            };
+            if m.value.dims() != g.value.dims() {
+                return Err(mismatch(
+                    m,
+                    format!(
+                        "the model's value has shape {:?} but the guide's has shape {:?}",
+                        m.value.dims(),
+                        g.value.dims()
+                    ),
+                ));
+            }
+            let (ms, gs) = (base_support(m), base_support(g));
+            let (md, gd) = (
+                ms.as_ref().map(|c| c.describe()),
+                gs.as_ref().map(|c| c.describe()),
+            );
+            if md != gd {
+                return Err(mismatch(
+                    m,
+                    format!(
+                        "the model's support is {} but the guide's is {}",
+                        md.unwrap_or_default(),
+                        gd.unwrap_or_default()
+                    ),
+                ));
+            }
+        } else if m.observed && guide.get(&m.name).is_some_and(|g| g.is_latent()) {
+            return Err(mismatch(
+                m,
+                "observed in the model but sampled by the guide".into(),
+            ));
+        }
+    }
+    for g in guide.latent_sites() {
+        if model.get(&g.name).is_none() {
+            return Err(mismatch(
+                g,
+                "the guide samples this site but the model has no site of that name".into(),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,452 @@
+//! The explicit run context of a model: handler stack, RNG, parameter store, device.
+//!
+//! There is no global state: a model receives `&mut Ctx` and every primitive goes through
+//! it. Different models can run on different threads, each with its own `Ctx` (a `Ctx` is
+//! `Send`); they may share one [`ParamStore`], which is internally synchronised.
+//!
+//! ```
+//! use ppl_core::prelude::*;
+//! use candle_core::{DType, Device, Tensor};
+//! # fn main() -> ppl_core::Result<()> {
+//! let mut ctx = Ctx::new(0);
+//! let (z, trace) = ctx.trace(|ctx| {
+//!     let z = ctx.sample("z", Normal::standard(&[2], DType::F32, &Device::Cpu)?)?;
+//!     ctx.observe("x", Normal::new(&z, &Tensor::new(1f32, &Device::Cpu)?)?, &z.ones_like()?)?;
+//!     Ok(z)
+//! })?;
+//! assert_eq!(trace.len(), 2);
+//! assert_eq!(trace.value("z")?.dims(), z.dims());
+//! # Ok(()) }
+//! ```
+
+use crate::constraints::Constraint;
+use crate::distributions::{DistributionExt, Unit};
+use crate::error::{PplError, Result};
+use crate::handlers::{Handler, Plate, TraceHandler};
+use crate::message::{Message, PlateFrame};
+use crate::params::ParamStore;
+use crate::rng::PplRng;
+use crate::site::{SiteKind, SiteName};
+use crate::tensor::log_prob_shape;
+use crate::trace::Trace;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+/// The run context. See the [module docs](self).
+pub struct Ctx {
+    stack: Vec<Box<dyn Handler>>,
+    rng: PplRng,
+    params: ParamStore,
+    device: Device,
+    dtype: DType,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("handlers", &self.stack.len())
+            .field("device", &self.device)
+            .field("dtype", &self.dtype)
+            .finish()
+    }
+}
+
+/// Returned by [`Ctx::plate_enter`]; pass it back to [`Ctx::plate_exit`].
+#[derive(Debug, Clone)]
+pub struct PlateGuard {
+    depth: usize,
+    frame: PlateFrame,
+    indices: Tensor,
+}
+
+impl PlateGuard {
+    /// The indices of the (sub)sampled elements, `u32` of length `subsample_size`
+    /// (`0..size` without subsampling). Use them to select the matching data rows.
+    pub fn indices(&self) -> &Tensor {
+        &self.indices
+    }
+
+    /// The plate's frame (name, dim, sizes).
+    pub fn frame(&self) -> &PlateFrame {
+        &self.frame
+    }
+}
+
+/// Options of a plate beyond its name and size.
+#[derive(Debug, Clone, Default)]
+pub struct PlateOpts {
+    /// Draw a random subsample of this many elements per run (log densities are scaled by
+    /// `size / subsample_size`).
+    pub subsample_size: Option<usize>,
+    /// Use exactly these indices as the subsample (a `u32`/`i64` vector).
+    pub subsample: Option<Tensor>,
+    /// The batch dim (negative, from the right); the first free dim from `-1` leftwards
+    /// when `None`.
+    pub dim: Option<isize>,
+}
+
+impl Ctx {
+    /// A context on the CPU with `f32` defaults and a fresh parameter store.
+    pub fn new(seed: u64) -> Self {
+        Self::with_store(seed, ParamStore::new(), Device::Cpu)
+    }
+
+    /// A context using an existing parameter store on `device`.
+    pub fn with_store(seed: u64, params: ParamStore, device: Device) -> Self {
+        Ctx {
+            stack: Vec::new(),
+            rng: PplRng::seed_from_u64(seed),
+            params,
+            device,
+            dtype: DType::F32,
+        }
+    }
+
+    /// Sets the default dtype (used by [`Ctx::module`]).
+    pub fn with_dtype(mut self, dtype: DType) -> Self {
+        self.dtype = dtype;
+        self
+    }
+
+    /// The device models should put their tensors on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The default floating dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The parameter store.
+    pub fn params(&self) -> &ParamStore {
+        &self.params
+    }
+
+    /// The RNG in effect: the innermost [`Seed`](crate::handlers::Seed) handler's, or the
+    /// context's own.
+    pub fn rng(&mut self) -> &mut PplRng {
+        let pos = self.stack.iter_mut().rposition(|h| h.rng().is_some());
+        match pos {
+            Some(i) => self.stack[i].rng().expect("checked above"),
+            None => &mut self.rng,
+        }
+    }
+
+    /// The context's own RNG (for checkpoints: save and restore its state).
+    pub fn base_rng(&mut self) -> &mut PplRng {
+        &mut self.rng
+    }
+
+    /// The number of active handlers.
+    pub fn depth(&self) -> usize {
+        self.stack.len()
+    }
+
+    /// Runs `f` with `handler` pushed on the stack and returns `f`'s result together with
+    /// the handler (e.g. a [`TraceHandler`] holding the trace). The stack is restored even
+    /// when `f` fails.
+    pub fn handle<H: Handler, R>(
+        &mut self,
+        handler: H,
+        f: impl FnOnce(&mut Ctx) -> Result<R>,
+    ) -> Result<(R, H)> {
+        let depth = self.stack.len();
+        self.stack.push(Box::new(handler));
+        let out = f(self);
+        self.stack.truncate(depth + 1);
+        let h = self.stack.pop().expect("pushed above");
+        let any: Box<dyn std::any::Any> = h;
+        let h = *any.downcast::<H>().expect("the handler pushed above");
+        out.map(|r| (r, h))
+    }
+
+    /// Runs `f` under a trace handler: returns its result and the trace of every site.
+    pub fn trace<R>(&mut self, f: impl FnOnce(&mut Ctx) -> Result<R>) -> Result<(R, Trace)> {
+        let (r, h) = self.handle(TraceHandler::new(), f)?;
+        Ok((r, h.into_trace()))
+    }
+
+    /// Sends `msg` through the handler stack and performs the default action. `init`
+    /// creates a missing parameter. Returns the processed message (its `value` is set).
+    pub fn apply(
+        &mut self,
+        mut msg: Message,
+        init: Option<&mut dyn FnMut() -> Result<Tensor>>,
+    ) -> Result<Message> {
+        let n = self.stack.len();
+        let mut first = n; // index of the outermost handler that processed the message
+        for i in (0..n).rev() {
+            self.stack[i].process(&mut msg)?;
+            first = i;
+            if msg.stop {
+                break;
+            }
+        }
+        self.default_action(&mut msg, init)?;
+        for i in first..n {
+            self.stack[i].postprocess(&mut msg)?;
+        }
+        Ok(msg)
+    }
+
+    fn default_action(
+        &mut self,
+        msg: &mut Message,
+        init: Option<&mut dyn FnMut() -> Result<Tensor>>,
+    ) -> Result<()> {
+        match msg.kind {
+            SiteKind::Sample => {
+                let dist = msg
+                    .dist
+                    .clone()
+                    .ok_or_else(|| msg.error("sample site without a distribution"))?;
+                match &msg.value {
+                    None => {
+                        let v = dist.sample(self.rng(), &[])?;
+                        msg.value = Some(if msg.detach { v.detach() } else { v });
+                    }
+                    Some(v) => {
+                        // The value may broadcast up to the batch shape (observed data
+                        // shared across a particle plate) but never enlarge it; a latent's
+                        // value must match exactly.
+                        let (batch, event) = (dist.batch_shape(), dist.event_shape());
+                        let fits = match log_prob_shape(dist.family(), v.dims(), batch, event) {
+                            Ok(lp) => {
+                                lp == batch
+                                    && (msg.observed || v.rank() == batch.len() + event.len())
+                            }
+                            Err(_) => false,
+                        };
+                        if !fits {
+                            return Err(msg.error(format!(
+                                "value shape {:?} does not match batch shape {:?} + event shape {:?}",
+                                v.dims(),
+                                batch,
+                                event
+                            )));
+                        }
+                        if msg.detach {
+                            msg.value = Some(v.detach());
+                        }
+                    }
+                }
+            }
+            SiteKind::Param => {
+                if msg.value.is_none() {
+                    let name = msg.name.to_string();
+                    let v = match init {
+                        Some(f) => self.params.get_or_init(&name, f, &msg.constraint)?,
+                        None => self.params.get(&name)?,
+                    };
+                    msg.value = Some(v);
+                }
+            }
+            SiteKind::Factor | SiteKind::Deterministic => {
+                if msg.value.is_none() {
+                    return Err(msg.error("no value given"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn value_of(msg: Message) -> Result<Tensor> {
+        match msg.value {
+            Some(v) => Ok(v),
+            None => Err(PplError::Site {
+                site: msg.name.to_string(),
+                plates: String::new(),
+                message: "no value after the handler stack".into(),
+            }),
+        }
+    }
+
+    /// A latent random choice `name ~ dist`; returns its value (drawn, or supplied by a
+    /// handler such as `Replay`, `Substitute` or `Condition`).
+    pub fn sample(
+        &mut self,
+        name: impl Into<SiteName>,
+        dist: impl DistributionExt,
+    ) -> Result<Tensor> {
+        let msg = Message::new(name.into(), SiteKind::Sample, Some(dist.into_dyn()));
+        Self::value_of(self.apply(msg, None)?)
+    }
+
+    /// An observed random choice: `value` is data with likelihood `dist`. Its shape must
+    /// equal the distribution's batch + event shape (leading dims may broadcast).
+    pub fn observe(
+        &mut self,
+        name: impl Into<SiteName>,
+        dist: impl DistributionExt,
+        value: &Tensor,
+    ) -> Result<Tensor> {
+        let mut msg = Message::new(name.into(), SiteKind::Sample, Some(dist.into_dyn()));
+        msg.value = Some(value.clone());
+        msg.observed = true;
+        Self::value_of(self.apply(msg, None)?)
+    }
+
+    /// A learnable tensor in the parameter store, created from `init` on first use and
+    /// kept in the unconstrained space of `constraint` (real, positive, unit interval,
+    /// simplex, lower-Cholesky, greater-than, interval). Returns the constrained value.
+    pub fn param(
+        &mut self,
+        name: impl Into<SiteName>,
+        mut init: impl FnMut() -> Result<Tensor>,
+        constraint: Constraint,
+    ) -> Result<Tensor> {
+        let mut msg = Message::new(name.into(), SiteKind::Param, None);
+        msg.constraint = constraint;
+        Self::value_of(self.apply(msg, Some(&mut init))?)
+    }
+
+    /// Adds `log_weight` (batch-shaped, broadcast over enclosing plates) to the model's
+    /// log joint: an energy term `-E` or a penalty.
+    pub fn factor(&mut self, name: impl Into<SiteName>, log_weight: &Tensor) -> Result<()> {
+        let unit = Unit::new(log_weight)?;
+        let mut msg = Message::new(name.into(), SiteKind::Factor, Some(unit.into_dyn()));
+        msg.value = Some(log_weight.clone());
+        msg.observed = true;
+        self.apply(msg, None)?;
+        Ok(())
+    }
+
+    /// Records `value` in the trace under `name` (no density); returns it.
+    pub fn deterministic(&mut self, name: impl Into<SiteName>, value: &Tensor) -> Result<Tensor> {
+        let mut msg = Message::new(name.into(), SiteKind::Deterministic, None);
+        msg.value = Some(value.clone());
+        Self::value_of(self.apply(msg, None)?)
+    }
+
+    /// Enters a plate of `size` conditionally independent elements. Sites sampled until the
+    /// matching [`Ctx::plate_exit`] get the plate's batch dim; with subsampling, their log
+    /// densities are scaled by `size / subsample_size`.
+    pub fn plate_enter(
+        &mut self,
+        name: impl Into<SiteName>,
+        size: usize,
+        opts: PlateOpts,
+    ) -> Result<PlateGuard> {
+        let name = name.into();
+        let used: Vec<isize> = self
+            .stack
+            .iter()
+            .filter_map(|h| h.plate_frame().map(|f| f.dim))
+            .collect();
+        if let Some(f) = self
+            .stack
+            .iter()
+            .filter_map(|h| h.plate_frame())
+            .find(|f| f.name == name)
+        {
+            return Err(PplError::InvalidArgument {
+                context: "plate",
+                message: format!("plate `{name}` is already active (dim {})", f.dim),
+            });
+        }
+        let dim = match opts.dim {
+            Some(d) if d >= 0 => {
+                return Err(PplError::InvalidArgument {
+                    context: "plate",
+                    message: format!("plate `{name}`: dim must be negative, got {d}"),
+                })
+            }
+            Some(d) if used.contains(&d) => {
+                return Err(PplError::InvalidArgument {
+                    context: "plate",
+                    message: format!("plate `{name}`: dim {d} is used by an enclosing plate"),
+                })
+            }
+            Some(d) => d,
+            None => (1..)
+                .map(|k| -(k as isize))
+                .find(|d| !used.contains(d))
+                .unwrap_or(-1),
+        };
+        let indices = match (&opts.subsample, opts.subsample_size) {
+            (Some(idx), _) => {
+                if idx.rank() != 1 {
+                    return Err(PplError::InvalidArgument {
+                        context: "plate",
+                        message: format!(
+                            "plate `{name}`: subsample indices must be a vector, got shape {:?}",
+                            idx.dims()
+                        ),
+                    });
+                }
+                idx.to_dtype(DType::U32)?
+            }
+            (None, Some(m)) if m > size || m == 0 => {
+                return Err(PplError::InvalidArgument {
+                    context: "plate",
+                    message: format!("plate `{name}`: subsample size {m} must be in 1..={size}"),
+                })
+            }
+            (None, Some(m)) if m < size => {
+                let perm = self.rng().permutation(size);
+                let idx: Vec<u32> = perm[..m].iter().map(|&i| i as u32).collect();
+                Tensor::from_vec(idx, m, &self.device)?
+            }
+            _ => Tensor::arange(0u32, size as u32, &self.device)?,
+        };
+        let sub = indices.dim(0)?;
+        if sub > size {
+            return Err(PplError::InvalidArgument {
+                context: "plate",
+                message: format!("plate `{name}`: {sub} subsample indices for size {size}"),
+            });
+        }
+        let frame = PlateFrame {
+            name,
+            dim,
+            size,
+            subsample_size: sub,
+        };
+        let depth = self.stack.len();
+        self.stack.push(Box::new(Plate::new(frame.clone())));
+        Ok(PlateGuard {
+            depth,
+            frame,
+            indices,
+        })
+    }
+
+    /// Leaves the plate entered by `guard` (and anything pushed inside it).
+    pub fn plate_exit(&mut self, guard: PlateGuard) -> Result<()> {
+        if self.stack.len() <= guard.depth {
+            return Err(PplError::InvalidArgument {
+                context: "plate",
+                message: format!("plate `{}` was already exited", guard.frame.name),
+            });
+        }
+        self.stack.truncate(guard.depth);
+        Ok(())
+    }
+
+    /// Runs `f` inside a plate (see [`Ctx::plate_enter`]); `f` gets the plate guard for its
+    /// subsample indices.
+    pub fn plate<R>(
+        &mut self,
+        name: impl Into<SiteName>,
+        size: usize,
+        opts: PlateOpts,
+        f: impl FnOnce(&mut Ctx, &PlateGuard) -> Result<R>,
+    ) -> Result<R> {
+        let guard = self.plate_enter(name, size, opts)?;
+        let out = f(self, &guard);
+        self.plate_exit(guard)?;
+        out
+    }
+
+    /// Builds a candle-nn module whose weights live in the parameter store under `path`
+    /// (like Pyro's `pyro.module`): the first call creates them, later calls reuse them.
+    pub fn module<M>(
+        &mut self,
+        path: &str,
+        build: impl FnOnce(VarBuilder<'static>) -> candle_core::Result<M>,
+    ) -> Result<M> {
+        let vb = self.params.var_builder(self.dtype, &self.device).pp(path);
+        Ok(build(vb)?)
+    }
+}

@@ -1,0 +1,360 @@
+//! [`ParamStore`]: learnable tensors by path, on candle-nn's `VarMap`.
+//!
+//! Each parameter is stored as an unconstrained `Var`; reading it maps the var through
+//! [`biject_to`] of its constraint, so gradient steps on the var never leave the support.
+//! Neural modules built with [`ParamStore::var_builder`] put their weights in the same map
+//! (under `path.weight`, `path.bias`, ...), like Pyro's `pyro.module`. The store is a cheap
+//! handle (`Clone` shares it) and is safe to use from several threads.
+//!
+//! Files are safetensors: one tensor per parameter (unconstrained), with each constraint in
+//! the metadata. [`ParamStore::save`] writes a temporary file and renames it, so a crash
+//! never leaves a half-written file under the target name.
+
+use crate::constraints::Constraint;
+use crate::error::{PplError, Result};
+use crate::transforms::biject_to;
+use crate::validation;
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+const FORMAT_KEY: &str = "ppl.format";
+const FORMAT: &str = "ppl-params-1";
+const CONSTRAINT_PREFIX: &str = "ppl.constraint.";
+
+/// Learnable parameters by path. See the [module docs](self).
+#[derive(Clone)]
+pub struct ParamStore {
+    vars: VarMap,
+    constraints: Arc<Mutex<HashMap<String, Constraint>>>,
+}
+
+impl Default for ParamStore {
+    fn default() -> Self {
+        ParamStore {
+            vars: VarMap::new(),
+            constraints: Arc::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ParamStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParamStore")
+            .field("names", &self.names())
+            .finish()
+    }
+}
+
+fn param_err(name: &str, reason: impl Into<String>) -> PplError {
+    PplError::Param {
+        name: name.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn file_err(path: &Path, reason: impl Into<String>) -> PplError {
+    PplError::File {
+        path: path.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Encodes the constraints a parameter may have (the ones [`biject_to`] supports).
+fn encode(c: &Constraint) -> Option<String> {
+    Some(match c {
+        Constraint::Real => "real".into(),
+        Constraint::Positive => "positive".into(),
+        Constraint::UnitInterval => "unit_interval".into(),
+        Constraint::Simplex => "simplex".into(),
+        Constraint::LowerCholesky => "lower_cholesky".into(),
+        Constraint::GreaterThan(a) => format!("greater_than:{a:e}"),
+        Constraint::Interval(a, b) => format!("interval:{a:e}:{b:e}"),
+        _ => return None,
+    })
+}
+
+fn decode(s: &str) -> Option<Constraint> {
+    let mut parts = s.split(':');
+    let head = parts.next()?;
+    let mut num = || -> Option<f64> { parts.next()?.parse().ok() };
+    Some(match head {
+        "real" => Constraint::Real,
+        "positive" => Constraint::Positive,
+        "unit_interval" => Constraint::UnitInterval,
+        "simplex" => Constraint::Simplex,
+        "lower_cholesky" => Constraint::LowerCholesky,
+        "greater_than" => Constraint::GreaterThan(num()?),
+        "interval" => {
+            let a = num()?;
+            Constraint::Interval(a, num()?)
+        }
+        _ => return None,
+    })
+}
+
+impl ParamStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn constraints(&self) -> MutexGuard<'_, HashMap<String, Constraint>> {
+        self.constraints.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn var(&self, name: &str) -> Option<Var> {
+        let data = self.vars.data().lock().unwrap_or_else(|e| e.into_inner());
+        data.get(name).cloned()
+    }
+
+    fn constraint_of(&self, name: &str) -> Constraint {
+        self.constraints()
+            .get(name)
+            .cloned()
+            .unwrap_or(Constraint::Real)
+    }
+
+    /// The constrained value of parameter `name`, or an error if it does not exist.
+    pub fn get(&self, name: &str) -> Result<Tensor> {
+        let var = self.var(name).ok_or_else(|| {
+            param_err(
+                name,
+                format!(
+                    "not in the parameter store and no initial value was given (have: {})",
+                    self.names().join(", ")
+                ),
+            )
+        })?;
+        biject_to(&self.constraint_of(name))?.forward(var.as_tensor())
+    }
+
+    /// The constrained value of `name`, creating it from `init()` (a value in the support
+    /// of `constraint`) on first use. A later call must use the same constraint.
+    pub fn get_or_init(
+        &self,
+        name: &str,
+        init: &mut dyn FnMut() -> Result<Tensor>,
+        constraint: &Constraint,
+    ) -> Result<Tensor> {
+        if self.var(name).is_some() {
+            let have = self.constraint_of(name);
+            if encode(&have) != encode(constraint) {
+                return Err(param_err(
+                    name,
+                    format!(
+                        "used with constraint `{}` but stored with `{}`",
+                        constraint.describe(),
+                        have.describe()
+                    ),
+                ));
+            }
+            return self.get(name);
+        }
+        let value = init()?;
+        self.insert(name, &value, constraint)?;
+        self.get(name)
+    }
+
+    /// Creates or overwrites parameter `name` with the constrained `value`.
+    pub fn insert(&self, name: &str, value: &Tensor, constraint: &Constraint) -> Result<()> {
+        if encode(constraint).is_none() {
+            return Err(param_err(
+                name,
+                format!(
+                    "constraint `{}` is not supported for parameters (use real, positive, \
+                     unit interval, interval, greater than, simplex or lower Cholesky)",
+                    constraint.describe()
+                ),
+            ));
+        }
+        if validation::is_enabled() {
+            validation::check_value("param", value, constraint)
+                .map_err(|e| param_err(name, format!("initial value: {e}")))?;
+        }
+        let raw = biject_to(constraint)?.inverse(&value.detach())?;
+        let mut data = self.vars.data().lock().unwrap_or_else(|e| e.into_inner());
+        match data.get(name) {
+            Some(v) if v.dims() == raw.dims() => v.set(&raw.to_dtype(v.dtype())?)?,
+            _ => {
+                data.insert(name.to_string(), Var::from_tensor(&raw)?);
+            }
+        }
+        drop(data);
+        self.constraints()
+            .insert(name.to_string(), constraint.clone());
+        Ok(())
+    }
+
+    /// The unconstrained variable behind `name` (what an optimiser updates).
+    pub fn unconstrained(&self, name: &str) -> Result<Var> {
+        self.var(name)
+            .ok_or_else(|| param_err(name, "not in the parameter store"))
+    }
+
+    /// Every variable (parameters and module weights), sorted by name.
+    pub fn vars(&self) -> Vec<(String, Var)> {
+        let data = self.vars.data().lock().unwrap_or_else(|e| e.into_inner());
+        let sorted: BTreeMap<&String, &Var> = data.iter().collect();
+        sorted
+            .into_iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Every parameter name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.vars().into_iter().map(|(k, _)| k).collect()
+    }
+
+    /// Number of stored variables.
+    pub fn len(&self) -> usize {
+        self.vars.data().lock().map(|d| d.len()).unwrap_or(0)
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes every parameter.
+    pub fn clear(&self) {
+        self.vars
+            .data()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.constraints().clear();
+    }
+
+    /// The underlying candle-nn `VarMap`.
+    pub fn var_map(&self) -> &VarMap {
+        &self.vars
+    }
+
+    /// A `VarBuilder` whose variables live in this store (get-or-create by path).
+    pub fn var_builder(&self, dtype: DType, device: &Device) -> VarBuilder<'static> {
+        VarBuilder::from_varmap(&self.vars, dtype, device)
+    }
+
+    /// Writes every parameter to a safetensors file, atomically (temporary file in the
+    /// same directory, then rename).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let vars = self.vars();
+        let constraints = self.constraints().clone();
+        let mut meta = HashMap::new();
+        meta.insert(FORMAT_KEY.to_string(), FORMAT.to_string());
+        for (name, _) in &vars {
+            if let Some(c) = constraints.get(name) {
+                if let Some(code) = encode(c) {
+                    meta.insert(format!("{CONSTRAINT_PREFIX}{name}"), code);
+                }
+            }
+        }
+        let tensors: Vec<(String, Tensor)> = vars
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
+            .collect();
+        let bytes = safetensors::tensor::serialize(tensors, Some(meta))
+            .map_err(|e| file_err(path, format!("cannot serialise parameters: {e}")))?;
+        atomic_write(path, &bytes)
+    }
+
+    /// Loads parameters from a file written by [`ParamStore::save`] onto `device`. Existing
+    /// variables are updated in place (so modules built from this store see the new
+    /// weights) and must have the same shape and constraint; new names are added. A
+    /// corrupt or mismatched file gives a typed error and leaves the store unchanged.
+    pub fn load(&self, path: impl AsRef<Path>, device: &Device) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| file_err(path, e.to_string()))?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| file_err(path, format!("not a valid safetensors file: {e}")))?;
+        let meta = meta.metadata().clone().unwrap_or_default();
+        if meta.get(FORMAT_KEY).map(String::as_str) != Some(FORMAT) {
+            return Err(file_err(
+                path,
+                format!("not a ppl parameter file (missing `{FORMAT_KEY}: {FORMAT}` metadata)"),
+            ));
+        }
+        let tensors = candle_core::safetensors::load_buffer(&bytes, device)
+            .map_err(|e| file_err(path, format!("corrupt tensor data: {e}")))?;
+        // Validate everything before changing anything.
+        let mut planned = Vec::with_capacity(tensors.len());
+        for (name, t) in tensors {
+            let c = match meta.get(&format!("{CONSTRAINT_PREFIX}{name}")) {
+                Some(code) => decode(code).ok_or_else(|| {
+                    file_err(
+                        path,
+                        format!("parameter `{name}`: unknown constraint `{code}`"),
+                    )
+                })?,
+                None => Constraint::Real,
+            };
+            if let Some(v) = self.var(&name) {
+                if v.dims() != t.dims() {
+                    return Err(param_err(
+                        &name,
+                        format!(
+                            "{} holds shape {:?} but the store has shape {:?}",
+                            path.display(),
+                            t.dims(),
+                            v.dims()
+                        ),
+                    ));
+                }
+                let have = self.constraint_of(&name);
+                if encode(&have) != encode(&c) {
+                    return Err(param_err(
+                        &name,
+                        format!(
+                            "{} has constraint `{}` but the store has `{}`",
+                            path.display(),
+                            c.describe(),
+                            have.describe()
+                        ),
+                    ));
+                }
+            }
+            planned.push((name, t, c));
+        }
+        let mut data = self.vars.data().lock().unwrap_or_else(|e| e.into_inner());
+        for (name, t, c) in planned {
+            match data.get(&name) {
+                Some(v) => v.set(&t.to_dtype(v.dtype())?)?,
+                None => {
+                    data.insert(name.clone(), Var::from_tensor(&t)?);
+                }
+            }
+            self.constraints().insert(name, c);
+        }
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename,
+/// so readers see either the old file or the complete new one.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| file_err(path, "not a file path"))?
+        .to_string_lossy();
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        file_err(path, format!("cannot write: {e}"))
+    })
+}
