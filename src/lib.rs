@@ -5,24 +5,152 @@
 //!
 //! | crate | re-exported as | contents |
 //! |---|---|---|
-//! | `ppl-core` | [`core`], [`distributions`], [`rng`], ... | distributions, RNG, special functions, constraints, errors |
-//! | `ppl-macros` | (issue 3) | the `#[model]` attribute macro |
+//! | `ppl-core` | [`core`], [`distributions`], [`handlers`], [`trace`], ... | distributions, RNG, the model runtime (context, handlers, traces, params) |
+//! | `ppl-macros` | [`model`] | the `#[model]` attribute macro |
 //! | `ppl-inference` | (issue 4) | inference engines |
+//!
+//! ## Writing a model
+//!
+//! A model is a function with the `#[model]` attribute. Inside it, primitives declare the
+//! sites:
+//!
+//! | primitive | meaning |
+//! |---|---|
+//! | `let z = sample!(dist)` / `sample!("z", dist)` | a latent random choice (name from the `let` binding, or explicit) |
+//! | `observe!("x", dist, value)` | an observed random choice with data `value` |
+//! | `let w = param!(init)` / `param!("w", init, constraint)` | a learnable tensor in the parameter store, kept in the support of `constraint` (default real) |
+//! | `plate!("data", n, { ... })` | conditionally independent batch dim; options `subsample = m`, `dim = -2`; `|idx| { ... }` binds the (sub)sample indices |
+//! | `factor!("name", log_weight)` | adds an arbitrary log weight (an energy, a penalty) |
+//! | `let y = deterministic!(value)` | records a value in the trace |
+//! | `module!("path", \|vb\| build(vb))` | a candle-nn module whose weights live in the parameter store under `path` |
+//!
+//! A dynamic name such as `("x", i)` (no allocation) or `format!(...)` names sites in loops.
+//! The macro adds a `&mut Ctx` first parameter (declare `ctx: &mut Ctx` yourself to use the
+//! context directly, e.g. to call a sub-model), and generates `<Name>Latents`, a struct with
+//! one `Tensor` per latent site.
 //!
 //! ```
 //! use ppl::prelude::*;
-//! use candle_core::{DType, Device};
+//! use candle_core::{DType, Device, Tensor};
+//!
+//! #[model]
+//! fn coin(flips: &Tensor) -> Result<Tensor> {
+//!     let p = sample!(Beta::new(&Tensor::new(2f64, &Device::Cpu)?, &Tensor::new(2f64, &Device::Cpu)?)?);
+//!     plate!("flips", flips.dim(0)?, {
+//!         observe!("x", Bernoulli::from_probs(&p)?, flips);
+//!     });
+//!     Ok(p)
+//! }
+//!
 //! # fn main() -> ppl::Result<()> {
-//! let mut rng = PplRng::seed_from_u64(0);
-//! let d = Normal::standard(&[2], DType::F32, &Device::Cpu)?.to_event(1)?;
-//! let x = d.sample(&mut rng, &[4])?;
-//! assert_eq!(d.log_prob(&x)?.dims(), &[4]);
+//! let flips = Tensor::new(&[1f64, 1., 0., 1.], &Device::Cpu)?;
+//! let mut ctx = Ctx::new(0);
+//! let (_, trace) = ctx.trace(|ctx| coin(ctx, &flips))?;
+//! let latents = CoinLatents::from_trace(&trace)?;
+//! // log p(p, x) = log Beta(p; 2, 2) + 3 log p + log(1 - p)
+//! let p = latents.p.to_scalar::<f64>()?;
+//! let exact = (6.0 * p * (1.0 - p)).ln() + 3.0 * p.ln() + (1.0 - p).ln();
+//! assert!((trace.log_joint()?.to_scalar::<f64>()? - exact).abs() < 1e-10);
 //! # Ok(()) }
 //! ```
+//!
+//! Everything also works without the macro: a model is any `Fn(&mut Ctx) -> Result<R>`
+//! calling [`Ctx::sample`], [`Ctx::observe`], [`Ctx::plate`] and friends, or a type
+//! implementing [`Model`](model::Model).
 
 pub use ppl_core as core;
-pub use ppl_core::{constraints, device, distributions, linalg, rng, special, validation};
+pub use ppl_core::ctx::{Ctx, PlateGuard, PlateOpts};
+pub use ppl_core::{
+    choices, compat, constraints, ctx, device, distributions, handlers, linalg, message, model,
+    params, rng, site, special, trace, transforms, validation,
+};
+pub use ppl_core::{choices::ChoiceMap, site::SiteName, trace::Trace};
 pub use ppl_core::{PplError, Result};
+pub use ppl_macros::model;
+
+/// Used by the code `#[model]` generates; not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use candle_core::Tensor;
+    pub use ppl_core::params::ParamInit;
+}
+
+/// A latent site: `let z = sample!(dist)` or `sample!(name, dist)`.
+///
+/// Only valid inside a `#[model]` function, which rewrites it into a call on the model's
+/// context; anywhere else it is a compile error.
+#[macro_export]
+macro_rules! sample {
+    ($($t:tt)*) => {
+        ::core::compile_error!("`sample!` can only be used inside a `#[model]` function")
+    };
+}
+
+/// An observed site: `observe!(name, dist, value)`.
+///
+/// Only valid inside a `#[model]` function, which rewrites it into a call on the model's
+/// context; anywhere else it is a compile error.
+#[macro_export]
+macro_rules! observe {
+    ($($t:tt)*) => {
+        ::core::compile_error!("`observe!` can only be used inside a `#[model]` function")
+    };
+}
+
+/// A learnable tensor: `param!(init)`, `param!(init, constraint)`, `param!(name, init[, constraint])`.
+///
+/// Only valid inside a `#[model]` function, which rewrites it into a call on the model's
+/// context; anywhere else it is a compile error.
+#[macro_export]
+macro_rules! param {
+    ($($t:tt)*) => {
+        ::core::compile_error!("`param!` can only be used inside a `#[model]` function")
+    };
+}
+
+/// Conditionally independent batch dims: `plate!(name, size [, subsample = m] [, dim = d], [|idx|] { ... })`.
+///
+/// Only valid inside a `#[model]` function, which rewrites it into a call on the model's
+/// context; anywhere else it is a compile error.
+#[macro_export]
+macro_rules! plate {
+    ($($t:tt)*) => {
+        ::core::compile_error!("`plate!` can only be used inside a `#[model]` function")
+    };
+}
+
+/// An arbitrary log-weight term: `factor!(name, log_weight)`.
+///
+/// Only valid inside a `#[model]` function, which rewrites it into a call on the model's
+/// context; anywhere else it is a compile error.
+#[macro_export]
+macro_rules! factor {
+    ($($t:tt)*) => {
+        ::core::compile_error!("`factor!` can only be used inside a `#[model]` function")
+    };
+}
+
+/// A recorded value: `let y = deterministic!(value)` or `deterministic!(name, value)`.
+///
+/// Only valid inside a `#[model]` function, which rewrites it into a call on the model's
+/// context; anywhere else it is a compile error.
+#[macro_export]
+macro_rules! deterministic {
+    ($($t:tt)*) => {
+        ::core::compile_error!("`deterministic!` can only be used inside a `#[model]` function")
+    };
+}
+
+/// A candle-nn module with weights in the parameter store: `module!(path, |vb| build(vb))`.
+///
+/// Only valid inside a `#[model]` function, which rewrites it into a call on the model's
+/// context; anywhere else it is a compile error.
+#[macro_export]
+macro_rules! module {
+    ($($t:tt)*) => {
+        ::core::compile_error!("`module!` can only be used inside a `#[model]` function")
+    };
+}
 
 /// The README's code blocks, compiled and run as doctests so they stay true.
 #[cfg(doctest)]
@@ -31,5 +159,7 @@ pub struct ReadmeDoctests;
 
 /// Everything a model or an inference script usually needs.
 pub mod prelude {
+    pub use crate::{deterministic, factor, module, observe, param, plate, sample};
     pub use ppl_core::prelude::*;
+    pub use ppl_macros::model;
 }

@@ -358,3 +358,33 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         file_err(path, format!("cannot write: {e}"))
     })
 }
+
+/// What `param!` accepts as an initial value: a tensor, or a candle or ppl `Result` of one.
+pub trait ParamInit {
+    /// The initial value.
+    fn into_init(self) -> Result<Tensor>;
+}
+
+impl ParamInit for Tensor {
+    fn into_init(self) -> Result<Tensor> {
+        Ok(self)
+    }
+}
+
+impl ParamInit for &Tensor {
+    fn into_init(self) -> Result<Tensor> {
+        Ok(self.clone())
+    }
+}
+
+impl ParamInit for candle_core::Result<Tensor> {
+    fn into_init(self) -> Result<Tensor> {
+        Ok(self?)
+    }
+}
+
+impl ParamInit for Result<Tensor> {
+    fn into_init(self) -> Result<Tensor> {
+        self
+    }
+}
