@@ -6,7 +6,7 @@
 //! | crate | re-exported as | contents |
 //! |---|---|---|
 //! | `ppl-core` | [`core`], [`distributions`], [`handlers`], [`trace`], ... | distributions, RNG, the model runtime (context, handlers, traces, params) |
-//! | `ppl-macros` | [`model`] | the `#[model]` attribute macro |
+//! | `ppl-macros` | [`model`](macro@model) | the `#[model]` attribute macro |
 //! | `ppl-inference` | (issue 4) | inference engines |
 //!
 //! ## Writing a model

@@ -5,11 +5,11 @@
 //!
 //! The macro works in three phases:
 //!
-//! 1. **parse** ([`parse`]): the function and each primitive invocation (`sample!`,
+//! 1. **parse** (`parse.rs`): the function and each primitive invocation (`sample!`,
 //!    `observe!`, `param!`, `plate!`, `factor!`, `deterministic!`, `module!`) inside it;
-//! 2. **validate** ([`validate`]): the signature, duplicate literal site names, literal
+//! 2. **validate** (`validate.rs`): the signature, duplicate literal site names, literal
 //!    names inside loops, `return` inside `plate!`;
-//! 3. **expand** ([`expand`]): each primitive becomes a call on the model's context
+//! 3. **expand** (`expand.rs`): each primitive becomes a call on the model's context
 //!    (`ctx.sample(name, dist)?`), a `&mut ppl::Ctx` parameter is added in front of the
 //!    function's own (unless the function already takes `ctx: &mut Ctx` first), and a
 //!    `<Name>Latents` struct is generated for the latent sites.
