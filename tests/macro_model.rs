@@ -146,14 +146,15 @@ fn the_latents_struct_reads_traces_and_builds_conditions() {
 #[model]
 fn subsampled(ctx: &mut Ctx, x: &Tensor) -> Result<Tensor> {
     let n = x.dim(0)?;
+    let depth = ctx.depth();
     let loc = sample!(Normal::new(&s(0.0), &s(1.0))?);
     plate!("data", n, subsample = 2, |idx| {
         let xs = x.index_select(&idx, 0)?;
         observe!("x", Normal::new(&loc, &s(1.0))?, &xs);
     });
-    // the context is the user's own parameter: after the plate only the caller's trace
-    // handler is active
-    if ctx.depth() != 1 {
+    // the context is the user's own parameter: after the plate the caller's handlers are
+    // active again, and nothing else
+    if ctx.depth() != depth {
         return Err(PplError::InvalidArgument {
             context: "test",
             message: "plate left open".into(),
@@ -177,4 +178,39 @@ fn subsampled_plates_scale_by_n_over_m_and_bind_indices() {
     assert!((tr.log_joint().unwrap().to_scalar::<f64>().unwrap() - want).abs() < 1e-12);
     let all: Vec<f64> = x.to_vec1().unwrap();
     assert!(xs.iter().all(|v| all.contains(v)) && xs[0] != xs[1]);
+}
+
+/// A guide is a model too: an amortised-style guide for `subsampled`'s latent `loc`.
+#[model]
+fn loc_guide(x: &Tensor) -> Result<()> {
+    let m = param!("m", x.mean_all());
+    let sd = param!("sd", Tensor::new(0.5f64, x.device()), Constraint::Positive);
+    let loc = sample!(Normal::new(&m, &sd)?);
+    let _ = loc;
+    Ok(())
+}
+
+#[test]
+fn a_macro_guide_fits_its_macro_model() {
+    let x = Tensor::new(&[0.1f64, 0.2, 0.3, 0.4], &Device::Cpu).unwrap();
+    let mut ctx = Ctx::new(4);
+    let (_, g) = ctx.trace(|ctx| loc_guide(ctx, &x)).unwrap();
+    let (_, m) = ctx
+        .trace(|ctx| ctx.handle(ppl::handlers::Replay::new(&g), |ctx| subsampled(ctx, &x)))
+        .unwrap();
+    check_guide(&m, &g).unwrap();
+    assert_eq!(
+        m.value("loc").unwrap().to_scalar::<f64>().unwrap(),
+        g.value("loc").unwrap().to_scalar::<f64>().unwrap()
+    );
+    assert_eq!(g.param_sites().count(), 2);
+    assert!((ctx.params().get("m").unwrap().to_scalar::<f64>().unwrap() - 0.25).abs() < 1e-12);
+    // the guide fails the check against a model with another latent
+    let (_, h) = ctx.trace(|ctx| hierarchical(ctx, &x, 0)).unwrap();
+    let err = check_guide(&h, &g).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("guide/model mismatch at site `mu`"),
+        "{err}"
+    );
 }

@@ -482,3 +482,58 @@ fn contexts_are_send_and_threads_reproduce() {
     let (a, b) = (draw(3), draw(3));
     assert_eq!(a.join().unwrap(), b.join().unwrap());
 }
+
+/// A user-defined handler: counts the sites it sees and doubles every observed site's scale.
+#[derive(Default)]
+struct CountAndWeight {
+    seen: Vec<String>,
+}
+
+impl ppl_core::handlers::Handler for CountAndWeight {
+    fn process(&mut self, msg: &mut ppl_core::message::Message) -> Result<()> {
+        if msg.observed {
+            msg.scale *= 2.0;
+        }
+        Ok(())
+    }
+    fn postprocess(&mut self, msg: &mut ppl_core::message::Message) -> Result<()> {
+        self.seen.push(msg.name.to_string());
+        Ok(())
+    }
+}
+
+#[test]
+fn user_defined_handlers_compose_with_built_in_ones() {
+    let mut ctx = Ctx::new(15);
+    let data = ChoiceMap::new().with("z", s(0.1));
+    let ((_, counter), tr) = ctx
+        .trace(|ctx| {
+            ctx.handle(CountAndWeight::default(), |ctx| {
+                Ok(run(ctx, Condition::new(data), small))
+            })
+        })
+        .unwrap();
+    assert_eq!(counter.seen, ["z", "x"]);
+    // both sites are observed (z by conditioning): both log densities doubled
+    let want = 2.0 * (lnorm(0.1, 0.0, 1.0) + lnorm(1.0, 0.1, 0.5));
+    assert!((scalar(&tr.log_joint().unwrap()) - want).abs() < 1e-12);
+}
+
+#[test]
+fn discrete_latents_are_marked_not_reparameterized() {
+    let mut ctx = Ctx::new(16);
+    let (_, tr) = ctx
+        .trace(|ctx| {
+            let k = ctx.sample("k", Bernoulli::from_probs(&s(0.3))?)?;
+            ctx.sample("g", Gamma::new(&(k + 1.0)?, &s(1.0))?)
+        })
+        .unwrap();
+    assert!(
+        !tr.site("k").unwrap().reparameterized,
+        "needs a score-function term"
+    );
+    assert!(
+        tr.site("g").unwrap().reparameterized,
+        "implicit reparameterisation"
+    );
+}
