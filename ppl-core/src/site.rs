@@ -64,13 +64,9 @@ pub struct SiteName {
 impl SiteName {
     /// A name from a `'static` string, parsed (no allocation unless it contains a scope).
     pub fn from_static(s: &'static str) -> Self {
-        let (scope, rest) = match s.rfind('/') {
-            Some(p) => (Some(Arc::<str>::from(&s[..p])), &s[p + 1..]),
-            None => (None, s),
-        };
-        let (base, index) = split_index(rest);
+        let (scope, base, index) = split(s);
         SiteName {
-            scope,
+            scope: scope.map(Arc::from),
             base: Base::Static(base),
             index,
         }
@@ -78,13 +74,9 @@ impl SiteName {
 
     /// A name parsed from runtime text (`"scope/base[i, j]"`).
     pub fn parse(s: &str) -> Self {
-        let (scope, rest) = match s.rfind('/') {
-            Some(p) => (Some(Arc::<str>::from(&s[..p])), &s[p + 1..]),
-            None => (None, s),
-        };
-        let (base, index) = split_index(rest);
+        let (scope, base, index) = split(s);
         SiteName {
-            scope,
+            scope: scope.map(Arc::from),
             base: Base::Shared(Arc::from(base)),
             index,
         }
@@ -129,13 +121,19 @@ impl SiteName {
 
     /// Whether this name equals the text `s` (`"scope/base[i]"`), without allocating.
     pub fn matches(&self, s: &str) -> bool {
-        let (scope, rest) = match s.rfind('/') {
-            Some(p) => (Some(&s[..p]), &s[p + 1..]),
-            None => (None, s),
-        };
-        let (base, index) = split_index(rest);
+        let (scope, base, index) = split(s);
         scope == self.scope() && base == self.base() && index == self.index
     }
+}
+
+/// Splits `scope/x[1, 2]` into `(Some("scope"), "x", [1, 2])`.
+fn split(s: &str) -> (Option<&str>, &str, SmallVec<[usize; 2]>) {
+    let (scope, rest) = match s.rfind('/') {
+        Some(p) => (Some(&s[..p]), &s[p + 1..]),
+        None => (None, s),
+    };
+    let (base, index) = split_index(rest);
+    (scope, base, index)
 }
 
 /// Splits `x[1, 2]` into `("x", [1, 2])`; anything that is not a well-formed index suffix

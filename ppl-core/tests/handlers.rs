@@ -2,23 +2,13 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
-use common::{host, s, t1};
+use common::{host, lnorm, s, scalar, t1};
 use ppl_core::handlers::{
     Block, Condition, Mask, Replay, Scale, Scope, Seed, StopGradient, Substitute,
 };
 use ppl_core::prelude::*;
-use std::f64::consts::PI;
 
 const CPU: Device = Device::Cpu;
-
-/// log N(x; m, s), the closed form.
-fn lnorm(x: f64, m: f64, sd: f64) -> f64 {
-    -0.5 * ((x - m) / sd).powi(2) - sd.ln() - 0.5 * (2.0 * PI).ln()
-}
-
-fn scalar(t: &Tensor) -> f64 {
-    t.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
-}
 
 /// z ~ N(0, 1); x ~ N(z, 0.5) observed at 1.0.
 fn small(ctx: &mut Ctx) -> Result<Tensor> {

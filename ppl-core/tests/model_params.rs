@@ -2,20 +2,11 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
-use common::{host, s, t, t1};
+use common::{host, lnorm, s, scalar, t, t1};
 use ppl_core::prelude::*;
 use ppl_core::transforms::biject_to;
-use std::f64::consts::PI;
 
 const CPU: Device = Device::Cpu;
-
-fn lnorm(x: f64, m: f64, sd: f64) -> f64 {
-    -0.5 * ((x - m) / sd).powi(2) - sd.ln() - 0.5 * (2.0 * PI).ln()
-}
-
-fn scalar(t: &Tensor) -> f64 {
-    t.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
-}
 
 /// z ~ N(0, 1); y ~ N(z, 0.5) (latent unless conditioned).
 fn model(ctx: &mut Ctx) -> Result<Tensor> {

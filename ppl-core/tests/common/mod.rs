@@ -58,3 +58,13 @@ pub fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
 }
 
 pub const DTYPES: [(DType, f64); 2] = [(DType::F64, 1e-10), (DType::F32, 2e-4)];
+
+/// log N(x; m, sd), the closed form.
+pub fn lnorm(x: f64, m: f64, sd: f64) -> f64 {
+    -0.5 * ((x - m) / sd).powi(2) - sd.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln()
+}
+
+/// A scalar tensor's value as f64.
+pub fn scalar(t: &Tensor) -> f64 {
+    t.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
+}
