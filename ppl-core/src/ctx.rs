@@ -31,6 +31,7 @@ use crate::tensor::log_prob_shape;
 use crate::trace::Trace;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use smallvec::SmallVec;
 
 /// The run context. See the [module docs](self).
 pub struct Ctx {
@@ -329,7 +330,7 @@ impl Ctx {
         opts: PlateOpts,
     ) -> Result<PlateGuard> {
         let name = name.into();
-        let used: Vec<isize> = self
+        let used: SmallVec<[isize; 4]> = self
             .stack
             .iter()
             .filter_map(|h| h.plate_frame().map(|f| f.dim))

@@ -65,10 +65,10 @@ pub fn generate<M: Model + ?Sized>(
             reason: "a constrained value names no sample site of the model".into(),
         });
     }
-    let weight = match trace.log_prob_sum(|s| s.observed) {
-        Ok(w) => w,
-        Err(PplError::InvalidArgument { .. }) => Tensor::new(0f64, ctx.device())?,
-        Err(e) => return Err(e),
+    let weight = if trace.sites().iter().any(|s| s.observed && s.has_density()) {
+        trace.log_prob_sum(|s| s.observed)?
+    } else {
+        Tensor::new(0f64, ctx.device())?
     };
     Ok((out, trace, weight))
 }
