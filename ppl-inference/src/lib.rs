@@ -1,1 +1,17 @@
-//! Inference engines of the `ppl` library (SVI and the engines that follow; built from issue 4 on; empty for now).
+//! # ppl-inference
+//!
+//! Inference engines of the `ppl` library. Work in progress (issue 4): so far the Trace
+//! ELBO objective and a plain SVI driver.
+//!
+//! | module | contents |
+//! |---|---|
+//! | [`trace_elbo`] | [`TraceElbo`](trace_elbo::TraceElbo): reparameterised + score-function ELBO with vectorised particles |
+//! | [`svi`] | [`Svi`](svi::Svi): one optimiser step on the parameter store per call |
+
+#![warn(missing_docs)]
+
+pub mod svi;
+pub mod trace_elbo;
+
+pub use svi::Svi;
+pub use trace_elbo::{ElboOutput, TraceElbo};

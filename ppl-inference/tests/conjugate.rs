@@ -1,0 +1,129 @@
+//! SVI recovers exact posteriors of conjugate models.
+
+use candle_core::{DType, Device, Tensor};
+use ppl_core::prelude::*;
+use ppl_inference::{Svi, TraceElbo};
+
+const B: usize = 128;
+const N: usize = 10;
+
+fn s(v: f64) -> Tensor {
+    Tensor::new(v, &Device::Cpu).unwrap()
+}
+
+/// z ~ N(0, 1), x_i | z ~ N(z, 0.5²), i = 1..10; a batch of B independent data sets.
+fn model(ctx: &mut Ctx, x: &Tensor) -> Result<()> {
+    ctx.plate("sets", B, PlateOpts::default(), |ctx, _| {
+        let z = ctx.sample("z", Normal::new(&s(0.0), &s(1.0))?)?;
+        let lik = Normal::new(&z.unsqueeze(1)?, &s(0.5))?
+            .expand(&[B, N])?
+            .to_event(1)?;
+        ctx.observe("x", lik, x)?;
+        Ok(())
+    })
+}
+
+/// q(z | x) = N(a·mean(x) + b, s²): amortised over data sets.
+fn guide(ctx: &mut Ctx, x: &Tensor) -> Result<()> {
+    let a = ctx.param("a", || Ok(s(0.0)), Constraint::Real)?;
+    let b = ctx.param("b", || Ok(s(0.5)), Constraint::Real)?;
+    let sd = ctx.param("s", || Ok(s(1.0)), Constraint::Positive)?;
+    let loc = x.mean(1)?.broadcast_mul(&a)?.broadcast_add(&b)?;
+    ctx.plate("sets", B, PlateOpts::default(), |ctx, _| {
+        ctx.sample("z", Normal::new(&loc, &sd)?)?;
+        Ok(())
+    })
+}
+
+#[test]
+fn amortised_gaussian_guide_learns_the_exact_posterior() {
+    // Exact posterior: precision 1 + N/0.25 = 41, mean = (N/0.25)·mean(x)/41, so
+    // a = 40/41, b = 0, s² = 1/41.
+    let _v = ppl_core::validation::disable();
+    let mut rng = PplRng::seed_from_u64(0);
+    let mut ctx = Ctx::new(1);
+    let mut svi = Svi::new(TraceElbo::new(), 0.01).unwrap();
+    let (mut sa, mut sb, mut ss, mut cnt) = (0.0, 0.0, 0.0, 0.0);
+    let steps = 3000;
+    for step in 0..steps {
+        let z: Vec<f64> = rng.normals(B);
+        let eps: Vec<f64> = rng.normals(B * N);
+        let x: Vec<f64> = (0..B * N).map(|i| z[i / N] + 0.5 * eps[i]).collect();
+        let x = Tensor::from_vec(x, (B, N), &Device::Cpu).unwrap();
+        svi.step(&mut ctx, &|c: &mut Ctx| model(c, &x), &|c: &mut Ctx| {
+            guide(c, &x)
+        })
+        .unwrap();
+        if step >= steps - 1000 {
+            let p = ctx.params();
+            sa += p.get("a").unwrap().to_scalar::<f64>().unwrap();
+            sb += p.get("b").unwrap().to_scalar::<f64>().unwrap();
+            ss += p.get("s").unwrap().to_scalar::<f64>().unwrap().powi(2);
+            cnt += 1.0;
+        }
+    }
+    let (a, b, s2) = (sa / cnt, sb / cnt, ss / cnt);
+    // Tolerances: the Polyak average of the last 1000 Adam iterates (lr 0.01) deviated by
+    // < 1e-3 from the optimum in trial runs; 0.005 is 5x that and still 20x smaller than
+    // the initial errors (a: 0.98, b: 0.5, s²: 0.98).
+    assert!((a - 40.0 / 41.0).abs() < 0.005, "a = {a}");
+    assert!(b.abs() < 0.005, "b = {b}");
+    assert!((s2 * 41.0 - 1.0).abs() < 0.03, "s2 = {s2}");
+}
+
+/// k_i ~ Bernoulli(0.5), x_i | k_i ~ N(2 k_i − 1, 1): the posterior responsibilities are
+/// r_i = σ(2 x_i) exactly (log-odds (x+1)²/2 − (x−1)²/2 = 2x).
+fn mixture(ctx: &mut Ctx, x: &Tensor) -> Result<()> {
+    let n = x.dim(0)?;
+    ctx.plate("data", n, PlateOpts::default(), |ctx, _| {
+        let k = ctx.sample("k", Bernoulli::from_probs(&s(0.5))?)?;
+        let mean = k.affine(2.0, -1.0)?;
+        ctx.observe("x", Normal::new(&mean, &s(1.0))?, x)?;
+        Ok(())
+    })
+}
+
+fn mixture_guide(ctx: &mut Ctx, x: &Tensor) -> Result<()> {
+    let n = x.dim(0)?;
+    let logits = ctx.param(
+        "logits",
+        || Ok(Tensor::zeros(n, DType::F64, &Device::Cpu)?),
+        Constraint::Real,
+    )?;
+    ctx.plate("data", n, PlateOpts::default(), |ctx, _| {
+        ctx.sample("k", Bernoulli::from_logits(&logits)?)?;
+        Ok(())
+    })
+}
+
+#[test]
+fn score_function_elbo_matches_exact_responsibilities() {
+    let _v = ppl_core::validation::disable();
+    let xs: [f64; 4] = [-1.0, -0.3, 0.2, 1.5];
+    let x = Tensor::new(&xs, &Device::Cpu).unwrap();
+    let mut ctx = Ctx::new(2);
+    let mut svi = Svi::new(TraceElbo::new().with_particles(32, 1).unwrap(), 0.05).unwrap();
+    let mut avg = vec![0.0; 4];
+    let steps = 1500;
+    for step in 0..steps {
+        svi.step(&mut ctx, &|c: &mut Ctx| mixture(c, &x), &|c: &mut Ctx| {
+            mixture_guide(c, &x)
+        })
+        .unwrap();
+        if step >= steps - 500 {
+            let l: Vec<f64> = ctx.params().get("logits").unwrap().to_vec1().unwrap();
+            for (a, v) in avg.iter_mut().zip(l) {
+                *a += 1.0 / (1.0 + (-v).exp()) / 500.0;
+            }
+        }
+    }
+    for (i, x) in xs.iter().enumerate() {
+        let exact = 1.0 / (1.0 + (-2.0 * x).exp());
+        println!("r[{i}] = {} vs {exact}", avg[i]);
+        assert!(
+            (avg[i] - exact).abs() < 0.03,
+            "r[{i}] = {} vs {exact}",
+            avg[i]
+        );
+    }
+}
