@@ -103,7 +103,7 @@ fn score_function_elbo_matches_exact_responsibilities() {
     let x = Tensor::new(&xs, &Device::Cpu).unwrap();
     let mut ctx = Ctx::new(2);
     let mut svi = Svi::new(TraceElbo::new().with_particles(32, 1).unwrap(), 0.05).unwrap();
-    let mut avg = vec![0.0; 4];
+    let mut avg = [0.0; 4];
     let steps = 1500;
     for step in 0..steps {
         svi.step(&mut ctx, &|c: &mut Ctx| mixture(c, &x), &|c: &mut Ctx| {
