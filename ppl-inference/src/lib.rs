@@ -6,10 +6,12 @@
 //! | module | contents |
 //! |---|---|
 //! | [`trace_elbo`] | [`TraceElbo`](trace_elbo::TraceElbo): reparameterised + score-function ELBO with vectorised particles |
+//! | [`iwae`] | importance weights of `K` vectorised particles and the IWAE bound |
 //! | [`svi`] | [`Svi`](svi::Svi): one optimiser step on the parameter store per call |
 
 #![warn(missing_docs)]
 
+pub mod iwae;
 pub mod svi;
 pub mod trace_elbo;
 
