@@ -1,23 +1,23 @@
-//! Stochastic variational inference: minimise `−ELBO` over the parameter store with Adam.
+//! Stochastic variational inference: minimise `−ELBO` over the parameter store.
 
+use crate::optim::Optimizer;
 use crate::trace_elbo::TraceElbo;
-use candle_core::Var;
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use ppl_core::ctx::Ctx;
 use ppl_core::error::{PplError, Result};
 use ppl_core::model::Model;
 
-/// SVI with the Trace ELBO and Adam (no weight decay). Parameters are created by the first
-/// run of the model and guide; the optimiser covers every variable in the store.
-pub struct Svi {
+/// SVI with the Trace ELBO and any [`Optimizer`]. Parameters are created by the first run
+/// of the model and guide; every variable in the store with a gradient is updated.
+pub struct Svi<O: Optimizer> {
     elbo: TraceElbo,
+    /// The optimiser (its state is what checkpoints save).
+    pub optimizer: O,
     lr: f64,
-    opt: Option<(usize, AdamW)>,
 }
 
-impl Svi {
+impl<O: Optimizer> Svi<O> {
     /// SVI with learning rate `lr`.
-    pub fn new(elbo: TraceElbo, lr: f64) -> Result<Self> {
+    pub fn new(elbo: TraceElbo, optimizer: O, lr: f64) -> Result<Self> {
         if !(lr.is_finite() && lr > 0.0) {
             return Err(PplError::InvalidArgument {
                 context: "Svi",
@@ -26,8 +26,8 @@ impl Svi {
         }
         Ok(Svi {
             elbo,
+            optimizer,
             lr,
-            opt: None,
         })
     }
 
@@ -39,18 +39,8 @@ impl Svi {
         guide: &G,
     ) -> Result<f64> {
         let out = self.elbo.loss(ctx, model, guide)?;
-        let vars: Vec<Var> = ctx.params().vars().into_iter().map(|(_, v)| v).collect();
-        let stale = self.opt.as_ref().is_none_or(|(n, _)| *n != vars.len());
-        if stale {
-            let params = ParamsAdamW {
-                lr: self.lr,
-                weight_decay: 0.0,
-                ..Default::default()
-            };
-            self.opt = Some((vars.len(), AdamW::new(vars, params)?));
-        }
-        let (_, opt) = self.opt.as_mut().expect("set above");
-        opt.backward_step(&out.loss)?;
+        let grads = out.loss.backward()?;
+        self.optimizer.step(ctx.params(), &grads, self.lr)?;
         Ok(out.elbo)
     }
 }

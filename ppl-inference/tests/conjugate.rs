@@ -2,6 +2,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use ppl_core::prelude::*;
+use ppl_inference::optim::Adam;
 use ppl_inference::{Svi, TraceElbo};
 
 const B: usize = 128;
@@ -42,7 +43,7 @@ fn amortised_gaussian_guide_learns_the_exact_posterior() {
     let _v = ppl_core::validation::disable();
     let mut rng = PplRng::seed_from_u64(0);
     let mut ctx = Ctx::new(1);
-    let mut svi = Svi::new(TraceElbo::new(), 0.01).unwrap();
+    let mut svi = Svi::new(TraceElbo::new(), Adam::new(), 0.01).unwrap();
     let (mut sa, mut sb, mut ss, mut cnt) = (0.0, 0.0, 0.0, 0.0);
     let steps = 3000;
     for step in 0..steps {
@@ -102,7 +103,12 @@ fn score_function_elbo_matches_exact_responsibilities() {
     let xs: [f64; 4] = [-1.0, -0.3, 0.2, 1.5];
     let x = Tensor::new(&xs, &Device::Cpu).unwrap();
     let mut ctx = Ctx::new(2);
-    let mut svi = Svi::new(TraceElbo::new().with_particles(32, 1).unwrap(), 0.05).unwrap();
+    let mut svi = Svi::new(
+        TraceElbo::new().with_particles(32, 1).unwrap(),
+        Adam::new(),
+        0.05,
+    )
+    .unwrap();
     let mut avg = [0.0; 4];
     let steps = 1500;
     for step in 0..steps {
