@@ -1,23 +1,32 @@
 //! # ppl-inference
 //!
-//! Inference engines of the `ppl` library. Work in progress (issue 4): so far the Trace
-//! ELBO objective and a plain SVI driver.
+//! Inference engines of the `ppl` library. Work in progress (issue 4).
 //!
 //! | module | contents |
 //! |---|---|
-//! | [`trace_elbo`] | [`TraceElbo`](trace_elbo::TraceElbo): reparameterised + score-function ELBO with vectorised particles |
-//! | [`checkpoint`] | atomic checkpoints: params, optimiser state, RNG state, step |
-//! | [`iwae`] | importance weights of `K` vectorised particles and the IWAE bound |
+//! | [`engine`] | the [`Engine`](engine::Engine) trait: one step's differentiable loss |
+//! | [`train`] | [`Trainer`](train::Trainer): the loop all engines share, with [`Observer`](train::Observer)s |
+//! | [`observers`] | progress bar, CSV log, loss-curve SVG, early stopping |
+//! | [`schedule`] | learning-rate schedules |
 //! | [`optim`] | [`Adam`](optim::Adam) (AdamW) and [`Sgd`](optim::Sgd) with savable state |
-//! | [`svi`] | [`Svi`](svi::Svi): one optimiser step on the parameter store per call |
+//! | [`checkpoint`] | atomic checkpoints: params, optimiser state, RNG state, step |
+//! | [`trace_elbo`] | [`TraceElbo`](trace_elbo::TraceElbo): reparameterised + score-function ELBO with vectorised particles |
+//! | [`svi`] | [`Svi`](svi::Svi): the SVI engine |
+//! | [`iwae`] | importance weights of `K` vectorised particles and the IWAE bound |
 
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod engine;
 pub mod iwae;
+pub mod observers;
 pub mod optim;
+pub mod schedule;
 pub mod svi;
 pub mod trace_elbo;
+pub mod train;
 
+pub use engine::{Engine, StepLoss};
 pub use svi::Svi;
 pub use trace_elbo::{ElboOutput, TraceElbo};
+pub use train::{Control, Observer, StepInfo, TrainReport, Trainer};

@@ -1,46 +1,36 @@
-//! Stochastic variational inference: minimise `−ELBO` over the parameter store.
+//! Stochastic variational inference: the [`Engine`] that minimises `−ELBO`.
 
-use crate::optim::Optimizer;
+use crate::engine::{Engine, StepLoss};
 use crate::trace_elbo::TraceElbo;
 use ppl_core::ctx::Ctx;
-use ppl_core::error::{PplError, Result};
+use ppl_core::error::Result;
 use ppl_core::model::Model;
 
-/// SVI with the Trace ELBO and any [`Optimizer`]. Parameters are created by the first run
-/// of the model and guide; every variable in the store with a gradient is updated.
-pub struct Svi<O: Optimizer> {
+/// SVI on a model and guide with the Trace ELBO. Parameters are created by the first run of
+/// the model and guide; the trainer updates every store variable that gets a gradient.
+pub struct Svi<'a, M: ?Sized, G: ?Sized> {
+    model: &'a M,
+    guide: &'a G,
     elbo: TraceElbo,
-    /// The optimiser (its state is what checkpoints save).
-    pub optimizer: O,
-    lr: f64,
 }
 
-impl<O: Optimizer> Svi<O> {
-    /// SVI with learning rate `lr`.
-    pub fn new(elbo: TraceElbo, optimizer: O, lr: f64) -> Result<Self> {
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(PplError::InvalidArgument {
-                context: "Svi",
-                message: format!("learning rate must be finite and positive, got {lr}"),
-            });
-        }
-        Ok(Svi {
-            elbo,
-            optimizer,
-            lr,
-        })
+impl<'a, M: Model + ?Sized, G: Model + ?Sized> Svi<'a, M, G> {
+    /// SVI of `model` with variational family `guide`.
+    pub fn new(model: &'a M, guide: &'a G, elbo: TraceElbo) -> Self {
+        Svi { model, guide, elbo }
+    }
+}
+
+impl<M: Model + ?Sized, G: Model + ?Sized> Engine for Svi<'_, M, G> {
+    fn name(&self) -> &str {
+        "svi/trace_elbo"
     }
 
-    /// One gradient step; returns the ELBO estimate before the step.
-    pub fn step<M: Model + ?Sized, G: Model + ?Sized>(
-        &mut self,
-        ctx: &mut Ctx,
-        model: &M,
-        guide: &G,
-    ) -> Result<f64> {
-        let out = self.elbo.loss(ctx, model, guide)?;
-        let grads = out.loss.backward()?;
-        self.optimizer.step(ctx.params(), &grads, self.lr)?;
-        Ok(out.elbo)
+    fn loss(&mut self, ctx: &mut Ctx) -> Result<StepLoss> {
+        let out = self.elbo.loss(ctx, self.model, self.guide)?;
+        Ok(StepLoss {
+            loss: out.loss,
+            value: -out.elbo,
+        })
     }
 }

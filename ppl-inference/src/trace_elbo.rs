@@ -131,9 +131,10 @@ impl TraceElbo {
             .to_scalar::<f64>()?
             / k as f64;
         if !elbo.is_finite() {
-            return Err(PplError::InvalidArgument {
-                context: "TraceElbo",
-                message: format!("non-finite ELBO ({elbo})"),
+            // Leave the baselines alone; the training loop skips non-finite steps.
+            return Ok(ElboOutput {
+                loss: surrogate.neg()?,
+                elbo,
             });
         }
         let cost = elbo_k.detach();

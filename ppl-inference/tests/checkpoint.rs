@@ -4,7 +4,7 @@ use candle_core::{Device, Tensor};
 use ppl_core::prelude::*;
 use ppl_inference::checkpoint::{load_checkpoint, save_checkpoint};
 use ppl_inference::optim::{Adam, Optimizer, Sgd};
-use ppl_inference::{Svi, TraceElbo};
+use ppl_inference::{Svi, TraceElbo, Trainer};
 
 fn s(v: f64) -> Tensor {
     Tensor::new(v, &Device::Cpu).unwrap()
@@ -27,12 +27,15 @@ fn guide(ctx: &mut Ctx) -> Result<()> {
 }
 
 /// Data for each step come from the context's own RNG, so the RNG state matters.
-fn train<O: Optimizer>(ctx: &mut Ctx, svi: &mut Svi<O>, steps: usize) -> Vec<f64> {
+fn train<O: Optimizer>(ctx: &mut Ctx, trainer: &mut Trainer<O>, steps: usize) -> Vec<f64> {
     let mut elbos = Vec::new();
     for _ in 0..steps {
         let x = Tensor::from_vec(ctx.base_rng().normals(8), 8, &Device::Cpu).unwrap();
         let x = (x + 1.0).unwrap();
-        elbos.push(svi.step(ctx, &|c: &mut Ctx| model(c, &x), &guide).unwrap());
+        let m = |c: &mut Ctx| model(c, &x);
+        let mut svi = Svi::new(&m, &guide, TraceElbo::new());
+        let step = trainer.optimizer.steps();
+        elbos.push(trainer.step(ctx, &mut svi, step).unwrap().unwrap());
     }
     elbos
 }
@@ -50,26 +53,26 @@ fn resume_is_bit_identical<O: Optimizer>(make: impl Fn() -> O, tag: &str) {
     let path = dir.join("run.ckpt");
 
     let mut a = Ctx::new(11);
-    let mut svi_a = Svi::new(TraceElbo::new(), make(), 0.05).unwrap();
-    let straight = train(&mut a, &mut svi_a, 30);
+    let mut trainer_a = Trainer::new(make(), 0.05).unwrap();
+    let straight = train(&mut a, &mut trainer_a, 30);
 
     let mut b = Ctx::new(11);
-    let mut svi_b = Svi::new(TraceElbo::new(), make(), 0.05).unwrap();
-    let mut resumed = train(&mut b, &mut svi_b, 12);
-    save_checkpoint(&path, &mut b, &svi_b.optimizer).unwrap();
-    drop((b, svi_b));
+    let mut trainer_b = Trainer::new(make(), 0.05).unwrap();
+    let mut resumed = train(&mut b, &mut trainer_b, 12);
+    save_checkpoint(&path, &mut b, &trainer_b.optimizer).unwrap();
+    drop((b, trainer_b));
 
     let mut c = Ctx::new(999); // a different seed: the checkpoint's RNG state must win
-    let mut svi_c = Svi::new(TraceElbo::new(), make(), 0.05).unwrap();
+    let mut trainer_c = Trainer::new(make(), 0.05).unwrap();
     assert_eq!(
-        load_checkpoint(&path, &mut c, &mut svi_c.optimizer).unwrap(),
+        load_checkpoint(&path, &mut c, &mut trainer_c.optimizer).unwrap(),
         12
     );
-    resumed.extend(train(&mut c, &mut svi_c, 18));
+    resumed.extend(train(&mut c, &mut trainer_c, 18));
 
     assert_eq!(straight, resumed, "{tag}: ELBO sequence");
     assert_eq!(params(&a), params(&c), "{tag}: final parameters");
-    assert_eq!(svi_c.optimizer.steps(), 30);
+    assert_eq!(trainer_c.optimizer.steps(), 30);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -85,9 +88,9 @@ fn corrupt_or_mismatched_checkpoints_are_typed_errors_and_change_nothing() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("ok.ckpt");
     let mut ctx = Ctx::new(1);
-    let mut svi = Svi::new(TraceElbo::new(), Adam::new(), 0.05).unwrap();
-    train(&mut ctx, &mut svi, 3);
-    save_checkpoint(&path, &mut ctx, &svi.optimizer).unwrap();
+    let mut trainer = Trainer::new(Adam::new(), 0.05).unwrap();
+    train(&mut ctx, &mut trainer, 3);
+    save_checkpoint(&path, &mut ctx, &trainer.optimizer).unwrap();
     let bytes = std::fs::read(&path).unwrap();
 
     let cases: Vec<(&str, Vec<u8>)> = vec![

@@ -3,7 +3,7 @@
 use candle_core::{DType, Device, Tensor};
 use ppl_core::prelude::*;
 use ppl_inference::optim::Adam;
-use ppl_inference::{Svi, TraceElbo};
+use ppl_inference::{Svi, TraceElbo, Trainer};
 
 const B: usize = 128;
 const N: usize = 10;
@@ -43,7 +43,7 @@ fn amortised_gaussian_guide_learns_the_exact_posterior() {
     let _v = ppl_core::validation::disable();
     let mut rng = PplRng::seed_from_u64(0);
     let mut ctx = Ctx::new(1);
-    let mut svi = Svi::new(TraceElbo::new(), Adam::new(), 0.01).unwrap();
+    let mut trainer = Trainer::new(Adam::new(), 0.01).unwrap();
     let (mut sa, mut sb, mut ss, mut cnt) = (0.0, 0.0, 0.0, 0.0);
     let steps = 3000;
     for step in 0..steps {
@@ -51,10 +51,9 @@ fn amortised_gaussian_guide_learns_the_exact_posterior() {
         let eps: Vec<f64> = rng.normals(B * N);
         let x: Vec<f64> = (0..B * N).map(|i| z[i / N] + 0.5 * eps[i]).collect();
         let x = Tensor::from_vec(x, (B, N), &Device::Cpu).unwrap();
-        svi.step(&mut ctx, &|c: &mut Ctx| model(c, &x), &|c: &mut Ctx| {
-            guide(c, &x)
-        })
-        .unwrap();
+        let (m, g) = (|c: &mut Ctx| model(c, &x), |c: &mut Ctx| guide(c, &x));
+        let mut svi = Svi::new(&m, &g, TraceElbo::new());
+        trainer.step(&mut ctx, &mut svi, step as u64).unwrap();
         if step >= steps - 1000 {
             let p = ctx.params();
             sa += p.get("a").unwrap().to_scalar::<f64>().unwrap();
@@ -103,19 +102,16 @@ fn score_function_elbo_matches_exact_responsibilities() {
     let xs: [f64; 4] = [-1.0, -0.3, 0.2, 1.5];
     let x = Tensor::new(&xs, &Device::Cpu).unwrap();
     let mut ctx = Ctx::new(2);
-    let mut svi = Svi::new(
-        TraceElbo::new().with_particles(32, 1).unwrap(),
-        Adam::new(),
-        0.05,
-    )
-    .unwrap();
+    let mut trainer = Trainer::new(Adam::new(), 0.05).unwrap();
+    let (m, g) = (
+        |c: &mut Ctx| mixture(c, &x),
+        |c: &mut Ctx| mixture_guide(c, &x),
+    );
+    let mut svi = Svi::new(&m, &g, TraceElbo::new().with_particles(32, 1).unwrap());
     let mut avg = [0.0; 4];
     let steps = 1500;
     for step in 0..steps {
-        svi.step(&mut ctx, &|c: &mut Ctx| mixture(c, &x), &|c: &mut Ctx| {
-            mixture_guide(c, &x)
-        })
-        .unwrap();
+        trainer.step(&mut ctx, &mut svi, step as u64).unwrap();
         if step >= steps - 500 {
             let l: Vec<f64> = ctx.params().get("logits").unwrap().to_vec1().unwrap();
             for (a, v) in avg.iter_mut().zip(l) {
