@@ -189,7 +189,10 @@ impl TraceElbo {
             let lp = self.site_per_particle(s)?;
             total = Some(match total {
                 None => lp,
-                Some(acc) => (acc + lp.to_dtype(lp.dtype())?)?,
+                Some(acc) => {
+                    let lp = lp.to_dtype(acc.dtype())?;
+                    (acc + lp)?
+                }
             });
         }
         total.ok_or_else(|| PplError::InvalidArgument {
