@@ -9,6 +9,7 @@
 //! | [`observers`] | progress bar, CSV log, loss-curve SVG, early stopping |
 //! | [`schedule`] | learning-rate schedules |
 //! | [`optim`] | [`Adam`](optim::Adam) (AdamW) and [`Sgd`](optim::Sgd) with savable state |
+//! | [`autoguide`] | guides built from the model's trace: [`AutoDelta`](autoguide::AutoDelta) (MAP) |
 //! | [`checkpoint`] | atomic checkpoints: params, optimiser state, RNG state, step |
 //! | [`trace_elbo`] | [`TraceElbo`](trace_elbo::TraceElbo): reparameterised + score-function ELBO with vectorised particles |
 //! | [`svi`] | [`Svi`](svi::Svi): the SVI engine |
@@ -16,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+pub mod autoguide;
 pub mod checkpoint;
 pub mod engine;
 pub mod iwae;
