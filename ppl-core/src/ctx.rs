@@ -243,6 +243,16 @@ impl Ctx {
                     msg.value = Some(v);
                 }
             }
+            SiteKind::Subsample => {
+                if msg.value.is_none() {
+                    let (size, m) = msg
+                        .subsample
+                        .ok_or_else(|| msg.error("subsample site without sizes"))?;
+                    let perm = self.rng().permutation(size);
+                    let idx: Vec<u32> = perm[..m].iter().map(|&i| i as u32).collect();
+                    msg.value = Some(Tensor::from_vec(idx, m, &self.device)?);
+                }
+            }
             SiteKind::Factor | SiteKind::Deterministic => {
                 if msg.value.is_none() {
                     return Err(msg.error("no value given"));
@@ -385,9 +395,19 @@ impl Ctx {
                 })
             }
             (None, Some(m)) if m < size => {
-                let perm = self.rng().permutation(size);
-                let idx: Vec<u32> = perm[..m].iter().map(|&i| i as u32).collect();
-                Tensor::from_vec(idx, m, &self.device)?
+                let mut msg = Message::new(name.clone(), SiteKind::Subsample, None);
+                msg.subsample = Some((size, m));
+                let idx = Self::value_of(self.apply(msg, None)?)?;
+                if idx.dims() != [m] {
+                    return Err(PplError::InvalidArgument {
+                        context: "plate",
+                        message: format!(
+                            "plate `{name}`: replayed subsample has shape {:?}, expected [{m}]",
+                            idx.dims()
+                        ),
+                    });
+                }
+                idx.to_dtype(DType::U32)?
             }
             _ => Tensor::arange(0u32, size as u32, &self.device)?,
         };

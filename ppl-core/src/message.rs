@@ -89,6 +89,8 @@ pub struct Message {
     pub detach: bool,
     /// The constraint of a param site (`Real` for others).
     pub constraint: Constraint,
+    /// For a subsample site: the plate's `(size, subsample_size)`.
+    pub subsample: Option<(usize, usize)>,
 }
 
 impl Message {
@@ -106,6 +108,7 @@ impl Message {
             stop: false,
             detach: false,
             constraint: Constraint::Real,
+            subsample: None,
         }
     }
 

@@ -23,6 +23,9 @@ pub enum SiteKind {
     Factor,
     /// A recorded value with no density (`deterministic!`).
     Deterministic,
+    /// The random subsample indices of a plate (named after the plate), recorded so that
+    /// `Replay` gives a model the same minibatch its guide used.
+    Subsample,
 }
 
 impl SiteKind {
@@ -33,6 +36,7 @@ impl SiteKind {
             SiteKind::Param => "param",
             SiteKind::Factor => "factor",
             SiteKind::Deterministic => "deterministic",
+            SiteKind::Subsample => "subsample",
         }
     }
 }

@@ -134,7 +134,8 @@ impl Trace {
     pub fn add(&mut self, msg: &Message) -> Result<()> {
         let value = msg.value.clone().ok_or_else(|| msg.error("has no value"))?;
         if let Some(i) = self.position(&msg.name) {
-            if msg.kind == SiteKind::Param && self.sites[i].kind == SiteKind::Param {
+            let same = msg.kind == self.sites[i].kind;
+            if same && matches!(msg.kind, SiteKind::Param | SiteKind::Subsample) {
                 return Ok(());
             }
             return Err(PplError::DuplicateSite {

@@ -527,3 +527,28 @@ fn discrete_latents_are_marked_not_reparameterized() {
         "implicit reparameterisation"
     );
 }
+
+#[test]
+fn subsample_indices_are_traced_replayed_and_reused_within_a_run() {
+    let mut ctx = Ctx::new(17);
+    let opts = || PlateOpts {
+        subsample_size: Some(3),
+        ..Default::default()
+    };
+    let batch = |ctx: &mut Ctx| ctx.plate("data", 100, opts(), |_, g| Ok(g.indices().clone()));
+    // the guide's minibatch is recorded as a `subsample` site named after the plate
+    let (gi, gtr) = ctx.trace(batch).unwrap();
+    let site = gtr.site("data").unwrap();
+    assert_eq!(site.kind, SiteKind::Subsample);
+    assert!(!site.has_density() && !site.is_latent());
+    // replaying the guide trace gives the model the same minibatch
+    let (mi, _) = ctx
+        .trace(|ctx| Ok(run(ctx, Replay::new(&gtr), batch)))
+        .unwrap();
+    assert_eq!(host(&mi), host(&gi));
+    // without replay a new minibatch is drawn; within one traced run it is reused
+    let ((a, b), tr) = ctx.trace(|ctx| Ok((batch(ctx)?, batch(ctx)?))).unwrap();
+    assert_eq!(host(&a), host(&b));
+    assert_ne!(host(&a), host(&gi));
+    assert_eq!(tr.len(), 1);
+}

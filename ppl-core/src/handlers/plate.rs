@@ -21,7 +21,7 @@ impl Plate {
 
 impl Handler for Plate {
     fn process(&mut self, msg: &mut Message) -> Result<()> {
-        if msg.kind == SiteKind::Param {
+        if matches!(msg.kind, SiteKind::Param | SiteKind::Subsample) {
             return Ok(());
         }
         msg.plates.insert(0, self.frame.clone());

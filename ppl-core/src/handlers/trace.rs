@@ -1,6 +1,7 @@
 use super::Handler;
 use crate::error::Result;
 use crate::message::Message;
+use crate::site::SiteKind;
 use crate::trace::Trace;
 
 /// Records every site that reaches it into a [`Trace`] (in its `postprocess`, so the
@@ -24,6 +25,16 @@ impl TraceHandler {
 }
 
 impl Handler for TraceHandler {
+    /// A plate subsampled twice in one run reuses its first indices.
+    fn process(&mut self, msg: &mut Message) -> Result<()> {
+        if msg.kind == SiteKind::Subsample && msg.value.is_none() {
+            if let Some(s) = self.trace.get(&msg.name) {
+                msg.value = Some(s.value.clone());
+            }
+        }
+        Ok(())
+    }
+
     fn postprocess(&mut self, msg: &mut Message) -> Result<()> {
         self.trace.add(msg)
     }
