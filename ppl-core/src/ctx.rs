@@ -128,8 +128,8 @@ impl Ctx {
     /// context's own.
     pub fn rng(&mut self) -> &mut PplRng {
         let pos = self.stack.iter_mut().rposition(|h| h.rng().is_some());
-        match pos {
-            Some(i) => self.stack[i].rng().expect("checked above"),
+        match pos.and_then(|i| self.stack[i].rng()) {
+            Some(r) => r,
             None => &mut self.rng,
         }
     }
@@ -155,10 +155,21 @@ impl Ctx {
         let depth = self.stack.len();
         self.stack.push(Box::new(handler));
         let out = f(self);
+        if self.stack.len() <= depth {
+            // `f` exited a plate entered outside it: the handler is gone.
+            return Err(PplError::InvalidArgument {
+                context: "Ctx::handle",
+                message: "the handler stack was unwound below this handler inside it (a \
+                          plate entered outside was exited inside)"
+                    .into(),
+            });
+        }
         self.stack.truncate(depth + 1);
-        let h = self.stack.pop().expect("pushed above");
-        let any: Box<dyn std::any::Any> = h;
-        let h = *any.downcast::<H>().expect("the handler pushed above");
+        let any: Box<dyn std::any::Any> = self.stack.remove(depth);
+        let h = *any.downcast::<H>().map_err(|_| PplError::InvalidArgument {
+            context: "Ctx::handle",
+            message: "the handler stack was rearranged inside this handler".into(),
+        })?;
         out.map(|r| (r, h))
     }
 

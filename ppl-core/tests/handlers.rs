@@ -552,3 +552,17 @@ fn subsample_indices_are_traced_replayed_and_reused_within_a_run() {
     assert_ne!(host(&a), host(&gi));
     assert_eq!(tr.len(), 1);
 }
+
+#[test]
+fn exiting_an_outer_plate_inside_a_handler_is_an_error_not_a_panic() {
+    let mut ctx = Ctx::new(18);
+    let g = ctx.plate_enter("outer", 2, PlateOpts::default()).unwrap();
+    let err = ctx
+        .handle(Scale::new(2.0).unwrap(), move |ctx| ctx.plate_exit(g))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("unwound below this handler"),
+        "{err}"
+    );
+    assert_eq!(ctx.depth(), 0);
+}
