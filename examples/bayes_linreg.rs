@@ -77,10 +77,9 @@ fn main() -> Result<()> {
         (xt.t()?.matmul(&xt)? / (noise * noise))?.add(&Tensor::eye(d + 1, DType::F64, &dev)?)?;
     let l = cholesky(&prec)?;
     let rhs = (matvec(&xt.t()?, &y)? / (noise * noise))?;
-    // mean = Λ⁻¹ rhs via two triangular solves: L u = rhs, Lᵀ m = u
-    let u = solve_lower_triangular(&l, &rhs.unsqueeze(1)?)?;
-    let lt_inv_u = solve_upper(&l, &u)?;
-    let post_mean = lt_inv_u.squeeze(1)?;
+    // mean = Λ⁻¹ rhs = L⁻ᵀ L⁻¹ rhs, with L⁻¹ from one triangular solve against I
+    let l_inv = solve_lower_triangular(&l, &Tensor::eye(d + 1, DType::F64, &dev)?)?;
+    let post_mean = matvec(&l_inv.t()?, &matvec(&l_inv, &rhs)?)?;
     // log N(θ = mean; mean, Λ⁻¹) = −(d+1)/2 log 2π + log det L
     let log_det_l = ppl::linalg::diagonal(&l)?
         .log()?
@@ -139,19 +138,4 @@ fn main() -> Result<()> {
         })
     );
     Ok(())
-}
-
-/// Solves `Lᵀ m = u` for lower-triangular `L`: with the exchange matrix `J` (reversal),
-/// `J Lᵀ J` is lower triangular, so solve `(J Lᵀ J)(J m) = J u` by forward substitution.
-fn solve_upper(l: &Tensor, u: &Tensor) -> Result<Tensor> {
-    let k = l.dim(0)?;
-    let idx = Tensor::from_vec((0..k as u32).rev().collect::<Vec<_>>(), k, l.device())?;
-    // J Lᵀ J is lower triangular; solve (J Lᵀ J)(J m) = J u
-    let flipped = l
-        .t()?
-        .contiguous()?
-        .index_select(&idx, 0)?
-        .index_select(&idx, 1)?;
-    let jm = solve_lower_triangular(&flipped.contiguous()?, &u.index_select(&idx, 0)?)?;
-    Ok(jm.index_select(&idx, 0)?)
 }

@@ -57,14 +57,19 @@ impl std::fmt::Debug for Ctx {
 pub struct PlateGuard {
     depth: usize,
     frame: PlateFrame,
-    indices: Tensor,
+    /// `None` without subsampling: the indices are `0..size`, built only if asked for.
+    indices: Option<Tensor>,
+    device: Device,
 }
 
 impl PlateGuard {
     /// The indices of the (sub)sampled elements, `u32` of length `subsample_size`
     /// (`0..size` without subsampling). Use them to select the matching data rows.
-    pub fn indices(&self) -> &Tensor {
-        &self.indices
+    pub fn indices(&self) -> Result<Tensor> {
+        match &self.indices {
+            Some(t) => Ok(t.clone()),
+            None => Ok(Tensor::arange(0u32, self.frame.size as u32, &self.device)?),
+        }
     }
 
     /// The plate's frame (name, dim, sizes).
@@ -397,7 +402,7 @@ impl Ctx {
                         ),
                     });
                 }
-                idx.to_dtype(DType::U32)?
+                Some(idx.to_dtype(DType::U32)?)
             }
             (None, Some(m)) if m > size || m == 0 => {
                 return Err(PplError::InvalidArgument {
@@ -418,11 +423,14 @@ impl Ctx {
                         ),
                     });
                 }
-                idx.to_dtype(DType::U32)?
+                Some(idx.to_dtype(DType::U32)?)
             }
-            _ => Tensor::arange(0u32, size as u32, &self.device)?,
+            _ => None,
         };
-        let sub = indices.dim(0)?;
+        let sub = match &indices {
+            Some(t) => t.dim(0)?,
+            None => size,
+        };
         if sub > size {
             return Err(PplError::InvalidArgument {
                 context: "plate",
@@ -441,6 +449,7 @@ impl Ctx {
             depth,
             frame,
             indices,
+            device: self.device.clone(),
         })
     }
 

@@ -233,7 +233,7 @@ fn plates_expand_allocate_dims_and_scale_subsamples() {
                     },
                     |ctx, g| {
                         ctx.sample("b", Normal::new(&s(0.0), &s(1.0))?)?;
-                        Ok(g.indices().clone())
+                        g.indices()
                     },
                 )
             })
@@ -535,7 +535,7 @@ fn subsample_indices_are_traced_replayed_and_reused_within_a_run() {
         subsample_size: Some(3),
         ..Default::default()
     };
-    let batch = |ctx: &mut Ctx| ctx.plate("data", 100, opts(), |_, g| Ok(g.indices().clone()));
+    let batch = |ctx: &mut Ctx| ctx.plate("data", 100, opts(), |_, g| g.indices());
     // the guide's minibatch is recorded as a `subsample` site named after the plate
     let (gi, gtr) = ctx.trace(batch).unwrap();
     let site = gtr.site("data").unwrap();

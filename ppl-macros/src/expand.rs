@@ -153,7 +153,7 @@ impl Rewriter {
         let dim = dim
             .map(|d| quote!(::core::option::Option::Some(#d)))
             .unwrap_or_else(|| quote!(::core::option::Option::None));
-        let bind = indices.map(|i| quote!(let #i = #guard.indices().clone();));
+        let bind = indices.map(|i| quote!(let #i = #guard.indices()?;));
         syn::parse_quote!({
             let #guard = #ctx.plate_enter(
                 #n,

@@ -207,7 +207,10 @@ pub fn parse_primitive(mac: &Macro, what: &str, binding: Option<&Ident>) -> syn:
                 "`module!(\"path\", |vb| build(vb))`",
             )),
         },
-        _ => unreachable!("only primitives are parsed"),
+        other => Err(syn::Error::new_spanned(
+            mac,
+            format!("`{other}!` is not a ppl primitive"),
+        )),
     }
 }
 

@@ -20,7 +20,7 @@ fn energy(ctx: &mut Ctx, x: &Tensor) -> Result<Tensor> {
                     ..::core::default::Default::default()
                 },
             )?;
-        let idx = __ppl_plate.indices().clone();
+        let idx = __ppl_plate.indices()?;
         let __ppl_out = {
             ctx.factor(
                 ::ppl::SiteName::from_static("e"),
