@@ -66,15 +66,22 @@ impl Site {
             .map_err(|e| self.error(e.to_string()))
     }
 
+    /// `mask ⊙ dist.log_prob(value)` without the scale, batch-shaped (what score-function
+    /// and per-data-point estimators need).
+    pub fn masked_log_prob(&self) -> Result<Tensor> {
+        let lp = self.unscaled_log_prob()?;
+        match &self.mask {
+            Some(m) => where_broadcast(m, &lp, &lp.zeros_like()?),
+            None => Ok(lp),
+        }
+    }
+
     /// `scale · mask ⊙ dist.log_prob(value)`, batch-shaped (cached).
     pub fn log_prob(&self) -> Result<Tensor> {
         if let Some(lp) = self.log_prob.get() {
             return Ok(lp.clone());
         }
-        let mut lp = self.unscaled_log_prob()?;
-        if let Some(m) = &self.mask {
-            lp = where_broadcast(m, &lp, &lp.zeros_like()?)?;
-        }
+        let mut lp = self.masked_log_prob()?;
         if self.scale != 1.0 {
             lp = (lp * self.scale)?;
         }
@@ -88,10 +95,7 @@ impl Site {
         let Some(frame) = self.plates.iter().find(|f| f.name.matches(plate)) else {
             return Ok(None);
         };
-        let mut lp = self.unscaled_log_prob()?;
-        if let Some(m) = &self.mask {
-            lp = where_broadcast(m, &lp, &lp.zeros_like()?)?;
-        }
+        let lp = self.masked_log_prob()?;
         let rank = lp.rank() as isize;
         let axis = rank + frame.dim;
         if axis < 0 {

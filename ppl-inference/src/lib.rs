@@ -11,9 +11,11 @@
 //! | [`optim`] | [`Adam`](optim::Adam) (AdamW) and [`Sgd`](optim::Sgd) with savable state |
 //! | [`autoguide`] | guides built from the model's trace: [`AutoDelta`](autoguide::AutoDelta) (MAP) |
 //! | [`checkpoint`] | atomic checkpoints: params, optimiser state, RNG state, step |
-//! | [`trace_elbo`] | [`TraceElbo`](trace_elbo::TraceElbo): reparameterised + score-function ELBO with vectorised particles |
-//! | [`svi`] | [`Svi`](svi::Svi): the SVI engine |
-//! | [`iwae`] | importance weights of `K` vectorised particles and the IWAE bound |
+//! | [`objective`] | the [`Objective`](objective::Objective) trait: a surrogate loss and a bound |
+//! | [`trace_elbo`] | [`TraceElbo`](trace_elbo::TraceElbo): reparameterised + score-function ELBO (baselines, Rao-Blackwellisation, analytic KL) |
+//! | [`iwae`] | [`Iwae`](iwae::Iwae): IWAE, Rényi-α and DReG, per data point with local latents |
+//! | [`particles`] | `K` particles vectorised in one run; reductions of site densities |
+//! | [`svi`] | [`Svi`](svi::Svi): the SVI engine over any objective |
 
 #![warn(missing_docs)]
 
@@ -21,8 +23,10 @@ pub mod autoguide;
 pub mod checkpoint;
 pub mod engine;
 pub mod iwae;
+pub mod objective;
 pub mod observers;
 pub mod optim;
+pub mod particles;
 pub mod schedule;
 pub mod svi;
 pub mod trace_elbo;
@@ -30,5 +34,7 @@ pub mod train;
 
 pub use engine::{Engine, StepLoss};
 pub use svi::Svi;
-pub use trace_elbo::{ElboOutput, TraceElbo};
+pub use iwae::Iwae;
+pub use objective::{Objective, ObjectiveOutput};
+pub use trace_elbo::{Baseline, TraceElbo};
 pub use train::{Control, Observer, StepInfo, TrainReport, Trainer};
