@@ -117,6 +117,11 @@ impl ParamStore {
             .unwrap_or(Constraint::Real)
     }
 
+    /// Whether parameter `name` exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.var(name).is_some()
+    }
+
     /// The constrained value of parameter `name`, or an error if it does not exist.
     pub fn get(&self, name: &str) -> Result<Tensor> {
         let var = self.var(name).ok_or_else(|| {

@@ -42,6 +42,8 @@ pub struct Site {
     /// Whether the value is a reparameterised sample (differentiable w.r.t. the
     /// distribution's parameters). `false` for observed sites and discrete latents.
     pub reparameterized: bool,
+    /// An auxiliary guide latent with no model counterpart (see [`Ctx::sample_auxiliary`](crate::ctx::Ctx::sample_auxiliary)).
+    pub auxiliary: bool,
     log_prob: OnceLock<Tensor>,
 }
 
@@ -158,6 +160,7 @@ impl Trace {
             mask: msg.mask.clone(),
             plates: msg.plates.clone(),
             reparameterized,
+            auxiliary: msg.auxiliary,
             log_prob: OnceLock::new(),
         };
         let pos = self.sites.len();

@@ -1,6 +1,7 @@
 //! # ppl-inference
 //!
-//! Inference engines of the `ppl` library. Work in progress (issue 4).
+//! Inference engines of the `ppl` library: the engine interface, the shared training loop,
+//! variational objectives, guides, optimisers, checkpoints and prediction.
 //!
 //! | module | contents |
 //! |---|---|
@@ -9,12 +10,13 @@
 //! | [`observers`] | progress bar, CSV log, loss-curve SVG, early stopping |
 //! | [`schedule`] | learning-rate schedules |
 //! | [`optim`] | [`Adam`](optim::Adam) (AdamW) and [`Sgd`](optim::Sgd) with savable state |
-//! | [`autoguide`] | guides built from the model's trace: [`AutoDelta`](autoguide::AutoDelta) (MAP) |
+//! | [`autoguide`] | guides built from the model's trace: Delta (MAP), Normal, MVN, low-rank MVN, amortised MLP |
 //! | [`checkpoint`] | atomic checkpoints: params, optimiser state, RNG state, step |
 //! | [`objective`] | the [`Objective`](objective::Objective) trait: a surrogate loss and a bound |
 //! | [`trace_elbo`] | [`TraceElbo`](trace_elbo::TraceElbo): reparameterised + score-function ELBO (baselines, Rao-Blackwellisation, analytic KL) |
 //! | [`iwae`] | [`Iwae`](iwae::Iwae): IWAE, Rényi-α and DReG, per data point with local latents |
 //! | [`particles`] | `K` particles vectorised in one run; reductions of site densities |
+//! | [`predictive`] | posterior predictive samples, per-point IWAE `log p(x_i)`, `.npz` export |
 //! | [`svi`] | [`Svi`](svi::Svi): the SVI engine over any objective |
 
 #![warn(missing_docs)]
@@ -27,6 +29,7 @@ pub mod objective;
 pub mod observers;
 pub mod optim;
 pub mod particles;
+pub mod predictive;
 pub mod schedule;
 pub mod svi;
 pub mod trace_elbo;

@@ -347,7 +347,7 @@ impl Objective for TraceElbo {
                     let b = self.averages.get(&s.name).copied().unwrap_or(mean);
                     self.averages
                         .insert(s.name.clone(), beta * b + (1.0 - beta) * mean);
-                    (cost - b)?
+                    cost.affine(1.0, -b)?
                 }
                 Baseline::Learned => {
                     let zero = Tensor::zeros((), lq.dtype(), lq.device())?;
@@ -364,7 +364,7 @@ impl Objective for TraceElbo {
                     cost.broadcast_sub(&b.detach())?
                 }
             };
-            let term = (lq * advantage)?.sum_all()?.to_dtype(surrogate.dtype())?;
+            let term = lq.broadcast_mul(&advantage)?.sum_all()?.to_dtype(surrogate.dtype())?;
             surrogate = (surrogate + term)?;
         }
         let mut loss = (surrogate.neg()? / k)?;
