@@ -66,11 +66,14 @@ impl LogWeights {
     /// The IWAE estimate of `log p(x_i)` for each data point of the batch, `[n]`
     /// (requires a data plate; the global terms, if any, are added to every point).
     pub fn per_point(&self) -> Result<Tensor> {
-        let local = self.local.as_ref().ok_or_else(|| PplError::InvalidArgument {
-            context: "LogWeights::per_point",
-            message: "no data plate was given (see Iwae::with_local_plate)".into(),
-        })?;
-        Ok(log_mean_exp0(&local.broadcast_add(&self.global.unsqueeze(1)?)?)?)
+        let local = self
+            .local
+            .as_ref()
+            .ok_or_else(|| PplError::InvalidArgument {
+                context: "LogWeights::per_point",
+                message: "no data plate was given (see Iwae::with_local_plate)".into(),
+            })?;
+        log_mean_exp0(&local.broadcast_add(&self.global.unsqueeze(1)?)?)
     }
 }
 
@@ -296,7 +299,11 @@ impl Iwae {
         Ok(LogWeights {
             global,
             local,
-            scale: if self.data_plate.is_some() { scale } else { 1.0 },
+            scale: if self.data_plate.is_some() {
+                scale
+            } else {
+                1.0
+            },
         })
     }
 
@@ -310,7 +317,11 @@ impl Iwae {
         let (g, m) = self.particles.traces(ctx, model, guide)?;
         self.check(&g, &m)?;
         let mp = self.parts(&m, |_| true, GuideLogQ::Attached)?;
-        let lw = self.combine(&g, mp.clone(), self.parts(&g, |s| s.is_latent(), GuideLogQ::Attached)?)?;
+        let lw = self.combine(
+            &g,
+            mp.clone(),
+            self.parts(&g, |s| s.is_latent(), GuideLogQ::Attached)?,
+        )?;
         let bound = value(&lw.bound(0.0)?)?;
         if !bound.is_finite() {
             return Ok(ObjectiveOutput {
@@ -318,7 +329,11 @@ impl Iwae {
                 bound,
             });
         }
-        let lw_bar = self.combine(&g, mp, self.parts(&g, |s| s.is_latent(), GuideLogQ::Detached)?)?;
+        let lw_bar = self.combine(
+            &g,
+            mp,
+            self.parts(&g, |s| s.is_latent(), GuideLogQ::Detached)?,
+        )?;
         let m_bar = self.particles.replay(ctx, model, &g, true)?;
         let none = (None, None, None);
         let lp_bar = self.combine(&g, self.parts(&m_bar, |_| true, GuideLogQ::Attached)?, none)?;

@@ -36,8 +36,8 @@ pub mod trace_elbo;
 pub mod train;
 
 pub use engine::{Engine, StepLoss};
-pub use svi::Svi;
 pub use iwae::Iwae;
 pub use objective::{Objective, ObjectiveOutput};
+pub use svi::Svi;
 pub use trace_elbo::{Baseline, TraceElbo};
 pub use train::{Control, Observer, StepInfo, TrainReport, Trainer};

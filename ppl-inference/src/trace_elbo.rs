@@ -332,9 +332,7 @@ impl Objective for TraceElbo {
             if !s.is_latent() || s.reparameterized || !s.has_density() {
                 continue;
             }
-            let (lq, s_dims) = self
-                .particles
-                .reduce(s, &s.masked_log_prob()?, |_| true)?;
+            let (lq, s_dims) = self.particles.reduce(s, &s.masked_log_prob()?, |_| true)?;
             let order = (g_order, m_index.get(&s.name).copied());
             let cost = self
                 .cost(s, &s_dims, &terms, order, &cost_k)?
@@ -364,7 +362,10 @@ impl Objective for TraceElbo {
                     cost.broadcast_sub(&b.detach())?
                 }
             };
-            let term = lq.broadcast_mul(&advantage)?.sum_all()?.to_dtype(surrogate.dtype())?;
+            let term = lq
+                .broadcast_mul(&advantage)?
+                .sum_all()?
+                .to_dtype(surrogate.dtype())?;
             surrogate = (surrogate + term)?;
         }
         let mut loss = (surrogate.neg()? / k)?;

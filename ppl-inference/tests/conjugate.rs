@@ -96,8 +96,7 @@ fn mixture_guide(ctx: &mut Ctx, x: &Tensor) -> Result<()> {
     })
 }
 
-#[test]
-fn score_function_elbo_matches_exact_responsibilities() {
+fn fit_mixture(elbo: TraceElbo) -> Ctx {
     let _v = ppl_core::validation::disable();
     let xs: [f64; 4] = [-1.0, -0.3, 0.2, 1.5];
     let x = Tensor::new(&xs, &Device::Cpu).unwrap();
@@ -107,7 +106,7 @@ fn score_function_elbo_matches_exact_responsibilities() {
         |c: &mut Ctx| mixture(c, &x),
         |c: &mut Ctx| mixture_guide(c, &x),
     );
-    let mut svi = Svi::new(&m, &g, TraceElbo::new().with_particles(32, 1).unwrap());
+    let mut svi = Svi::new(&m, &g, elbo);
     let mut avg = [0.0; 4];
     let steps = 1500;
     for step in 0..steps {
@@ -128,6 +127,31 @@ fn score_function_elbo_matches_exact_responsibilities() {
             avg[i]
         );
     }
+    ctx
+}
+
+#[test]
+fn score_function_elbo_matches_exact_responsibilities() {
+    fit_mixture(TraceElbo::new().with_particles(32, 1).unwrap());
+}
+
+#[test]
+fn learned_baseline_fits_the_mixture_too() {
+    // Same model and tolerance with a learned baseline instead of the moving average; the
+    // baseline parameter must have moved from 0 towards the (negative) mean cost.
+    let elbo = TraceElbo::new()
+        .with_particles(32, 1)
+        .unwrap()
+        .with_baseline(ppl_inference::Baseline::Learned)
+        .unwrap();
+    let ctx = fit_mixture(elbo);
+    let b = ctx
+        .params()
+        .get("baseline/k")
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    assert!(b < -0.5, "baseline {b}");
 }
 
 #[test]
@@ -159,11 +183,7 @@ fn iwae_bound_increases_with_k_and_reaches_the_exact_evidence() {
         for _ in 0..r {
             let mut iwae = ppl_inference::Iwae::new(k, 0).unwrap();
             let lw = iwae.log_weights(&mut ctx, &model, &guide).unwrap();
-            acc += lw
-                .bound(0.0)
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap();
+            acc += lw.bound(0.0).unwrap().to_scalar::<f64>().unwrap();
         }
         bounds.push(acc / r as f64);
     }

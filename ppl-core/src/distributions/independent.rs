@@ -120,6 +120,9 @@ impl Distribution for Independent {
         self
     }
     fn detach(&self) -> Result<DynDistribution> {
-        Ok(Arc::new(Self::new(self.base.detach()?, self.reinterpreted)?))
+        Ok(Arc::new(Self::new(
+            self.base.detach()?,
+            self.reinterpreted,
+        )?))
     }
 }

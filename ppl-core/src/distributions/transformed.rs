@@ -87,7 +87,8 @@ impl Distribution for TransformedDistribution {
         self.base.has_rsample()
     }
     fn sample(&self, rng: &mut PplRng, sample_shape: &[usize]) -> Result<Tensor> {
-        self.transform.forward(&self.base.sample(rng, sample_shape)?)
+        self.transform
+            .forward(&self.base.sample(rng, sample_shape)?)
     }
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         crate::tensor::log_prob_shape(

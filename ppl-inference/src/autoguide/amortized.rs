@@ -195,7 +195,9 @@ impl Model for AutoAmortized {
                 let mut full = vec![n];
                 full.extend_from_slice(shape);
                 let loc = out.narrow(D::Minus1, *off, *d)?.reshape(full.as_slice())?;
-                let raw = out.narrow(D::Minus1, half + off, *d)?.reshape(full.as_slice())?;
+                let raw = out
+                    .narrow(D::Minus1, half + off, *d)?
+                    .reshape(full.as_slice())?;
                 let scale = (softplus(&raw)? + 1e-5)?;
                 let q = AutoNormal::site_dist(s, &loc, &scale)?;
                 ctx.sample(s.name.clone(), q)?;

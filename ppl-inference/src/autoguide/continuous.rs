@@ -11,7 +11,9 @@ use super::{prototype, LatentSite};
 use candle_core::{Tensor, D};
 use ppl_core::constraints::Constraint;
 use ppl_core::ctx::Ctx;
-use ppl_core::distributions::{Delta, DynDistribution, LowRankMultivariateNormal, MultivariateNormal};
+use ppl_core::distributions::{
+    Delta, DynDistribution, LowRankMultivariateNormal, MultivariateNormal,
+};
 use ppl_core::error::{PplError, Result};
 use ppl_core::model::Model;
 use ppl_core::tensor::sum_rightmost;
@@ -88,7 +90,9 @@ impl Layout {
         self.sites
             .iter()
             .map(|(s, off, shape)| {
-                let xs = x.narrow(0, *off, shape.iter().product())?.reshape(shape.as_slice())?;
+                let xs = x
+                    .narrow(0, *off, shape.iter().product())?
+                    .reshape(shape.as_slice())?;
                 Ok((s.name.to_string(), s.transform()?.forward(&xs)?))
             })
             .collect()
@@ -208,7 +212,11 @@ impl Model for AutoLowRankMultivariateNormal {
 
     fn run(&self, ctx: &mut Ctx) -> Result<()> {
         let (d, r, s0) = (self.layout.dim, self.rank, self.init_scale);
-        let loc = ctx.param("auto_lowrank_mvn/loc", || self.layout.init(), Constraint::Real)?;
+        let loc = ctx.param(
+            "auto_lowrank_mvn/loc",
+            || self.layout.init(),
+            Constraint::Real,
+        )?;
         let (dtype, device) = (loc.dtype(), loc.device().clone());
         let noise: Vec<f64> = if ctx.params().contains("auto_lowrank_mvn/cov_factor") {
             Vec::new()

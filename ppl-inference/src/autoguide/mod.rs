@@ -15,12 +15,10 @@
 //! | [`AutoLowRankMultivariateNormal`] | one Gaussian with low-rank-plus-diagonal covariance |
 //! | [`AutoAmortized`] | an MLP encoder mapping each data point to its local latents' Normal parameters |
 
-
 mod amortized;
 mod continuous;
 mod delta;
 mod normal;
-
 
 pub use amortized::AutoAmortized;
 pub use continuous::{AutoLowRankMultivariateNormal, AutoMultivariateNormal};

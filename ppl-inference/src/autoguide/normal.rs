@@ -79,11 +79,13 @@ impl AutoNormal {
     ) -> Result<DynDistribution> {
         let base = Normal::new(loc, scale)?.to_event(s.event_dim)?.into_dyn();
         let t = s.transform()?;
-        Ok(if matches!(s.support, Constraint::Real | Constraint::RealVector) {
-            base
-        } else {
-            TransformedDistribution::new(base, t)?.into_dyn()
-        })
+        Ok(
+            if matches!(s.support, Constraint::Real | Constraint::RealVector) {
+                base
+            } else {
+                TransformedDistribution::new(base, t)?.into_dyn()
+            },
+        )
     }
 }
 
