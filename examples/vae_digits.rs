@@ -43,7 +43,7 @@ const DIGITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/digits.
 #[command(about = "VAE on the 8x8 digits (or MNIST) with SVI")]
 struct Args {
     /// Passes over the training set.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 1000)]
     epochs: usize,
     /// Images per step.
     #[arg(long, default_value_t = 128)]

@@ -144,6 +144,7 @@ fn observers_log_plot_and_stop_on_a_plateau() {
         .observe(Progress::new(max))
         .observe(CsvLog::new(dir.join("log.csv")))
         .observe(LossPlot::new(dir.join("loss.svg")))
+        .observe(LossPlot::new(dir.join("loss.png")))
         .observe(EarlyStopping::new(200, 1e-3));
     let mut ctx = Ctx::new(5);
     let report = t
@@ -161,6 +162,8 @@ fn observers_log_plot_and_stop_on_a_plateau() {
     let csv = std::fs::read_to_string(dir.join("log.csv")).unwrap();
     assert_eq!(csv.lines().count(), report.losses.len() + 1);
     assert!(csv.starts_with("step,loss,average,lr,skipped\n"));
+    let png = std::fs::read(dir.join("loss.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG file");
     let svg = std::fs::read_to_string(dir.join("loss.svg")).unwrap();
     assert!(
         svg.contains("<svg") && svg.contains("polyline"),
@@ -177,4 +180,28 @@ fn observers_log_plot_and_stop_on_a_plateau() {
         .unwrap();
     assert!((loc - 16.0 / 17.0).abs() < 0.1, "loc = {loc}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn image_grid_writes_a_png_of_the_expected_size() {
+    // 5 images of 3x4 pixels in 2 columns at zoom 2: width (2·(4+1)+1)·2 = 22,
+    // height (3·(3+1)+1)·2 = 26 (rows = ceil(5/2) = 3).
+    let dir = std::env::temp_dir().join(format!("ppl-grid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let imgs = candle_core::Tensor::ones(
+        (5, 3, 4),
+        candle_core::DType::F32,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let path = dir.join("g.png");
+    ppl_inference::plots::image_grid(&path, &imgs, 2, 2).unwrap();
+    let png = std::fs::read(&path).unwrap();
+    let be = |i: usize| u32::from_be_bytes([png[i], png[i + 1], png[i + 2], png[i + 3]]);
+    assert_eq!((be(16), be(20)), (22, 26));
+    let flat =
+        candle_core::Tensor::ones((5, 12), candle_core::DType::F32, &candle_core::Device::Cpu)
+            .unwrap();
+    assert!(ppl_inference::plots::image_grid(&path, &flat, 2, 2).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
