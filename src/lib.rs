@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `ppl-core` | [`core`], [`distributions`], [`handlers`], [`trace`], ... | distributions, RNG, the model runtime (context, handlers, traces, params) |
 //! | `ppl-macros` | [`model`](macro@model) | the `#[model]` attribute macro |
-//! | `ppl-inference` | (issue 4) | inference engines |
+//! | `ppl-inference` | [`inference`] | engines (SVI over ELBO/IWAE/Rényi/DReG), the shared training loop, guides and autoguides, optimisers, checkpoints, prediction |
 //!
 //! ## Writing a model
 //!
@@ -66,6 +66,7 @@ pub use ppl_core::{
 };
 pub use ppl_core::{choices::ChoiceMap, site::SiteName, trace::Trace};
 pub use ppl_core::{PplError, Result};
+pub use ppl_inference as inference;
 pub use ppl_macros::model;
 
 /// Used by the code `#[model]` generates; not a stable API.

@@ -65,7 +65,7 @@ pub fn check_guide(model: &Trace, guide: &Trace) -> Result<()> {
             ));
         }
     }
-    for g in guide.latent_sites() {
+    for g in guide.latent_sites().filter(|g| !g.auxiliary) {
         if model.get(&g.name).is_none() {
             return Err(mismatch(
                 g,

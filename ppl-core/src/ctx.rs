@@ -300,6 +300,19 @@ impl Ctx {
         Self::value_of(self.apply(msg, None)?)
     }
 
+    /// An auxiliary latent of a guide: sampled and scored like [`Ctx::sample`], but marked
+    /// so that [`check_guide`](crate::compat::check_guide) does not expect it in the model
+    /// (a guide's joint variable from which it derives the model's latents).
+    pub fn sample_auxiliary(
+        &mut self,
+        name: impl Into<SiteName>,
+        dist: impl DistributionExt,
+    ) -> Result<Tensor> {
+        let mut msg = Message::new(name.into(), SiteKind::Sample, Some(dist.into_dyn()));
+        msg.auxiliary = true;
+        Self::value_of(self.apply(msg, None)?)
+    }
+
     /// An observed random choice: `value` is data with likelihood `dist`. Its shape must
     /// equal the distribution's batch + event shape (leading dims may broadcast).
     pub fn observe(

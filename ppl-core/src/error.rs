@@ -121,6 +121,17 @@ pub enum PplError {
         /// What failed.
         reason: String,
     },
+    /// Training produced too many non-finite losses in a row.
+    #[error(
+        "{count} non-finite losses in a row (last at step {step}); lower the learning rate, \
+         check the model for NaN-producing parameters, or raise the limit"
+    )]
+    NonFiniteLoss {
+        /// The step of the last non-finite loss.
+        step: u64,
+        /// How many in a row.
+        count: usize,
+    },
     /// An error raised by candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

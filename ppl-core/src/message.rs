@@ -91,6 +91,9 @@ pub struct Message {
     pub constraint: Constraint,
     /// For a subsample site: the plate's `(size, subsample_size)`.
     pub subsample: Option<(usize, usize)>,
+    /// An auxiliary latent of a guide (Pyro's `is_auxiliary`): part of `q`, absent from
+    /// the model (e.g. the joint Gaussian of `AutoMultivariateNormal`).
+    pub auxiliary: bool,
 }
 
 impl Message {
@@ -109,6 +112,7 @@ impl Message {
             detach: false,
             constraint: Constraint::Real,
             subsample: None,
+            auxiliary: false,
         }
     }
 

@@ -117,6 +117,11 @@ impl ParamStore {
             .unwrap_or(Constraint::Real)
     }
 
+    /// Whether parameter `name` exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.var(name).is_some()
+    }
+
     /// The constrained value of parameter `name`, or an error if it does not exist.
     pub fn get(&self, name: &str) -> Result<Tensor> {
         let var = self.var(name).ok_or_else(|| {
@@ -239,57 +244,40 @@ impl ParamStore {
         VarBuilder::from_varmap(&self.vars, dtype, device)
     }
 
-    /// Writes every parameter to a safetensors file, atomically (temporary file in the
-    /// same directory, then rename).
-    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
+    /// Every variable (unconstrained, detached) and the metadata entries recording the
+    /// constraints: what [`ParamStore::save`] writes, for files that hold more (checkpoints).
+    pub fn export(&self) -> (Vec<(String, Tensor)>, HashMap<String, String>) {
         let vars = self.vars();
         let constraints = self.constraints().clone();
         let mut meta = HashMap::new();
-        meta.insert(FORMAT_KEY.to_string(), FORMAT.to_string());
         for (name, _) in &vars {
-            if let Some(c) = constraints.get(name) {
-                if let Some(code) = encode(c) {
-                    meta.insert(format!("{CONSTRAINT_PREFIX}{name}"), code);
-                }
+            if let Some(code) = constraints.get(name).and_then(encode) {
+                meta.insert(format!("{CONSTRAINT_PREFIX}{name}"), code);
             }
         }
-        let tensors: Vec<(String, Tensor)> = vars
-            .iter()
-            .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
+        let tensors = vars
+            .into_iter()
+            .map(|(n, v)| (n, v.as_tensor().detach()))
             .collect();
-        let bytes = safetensors::tensor::serialize(tensors, Some(meta))
-            .map_err(|e| file_err(path, format!("cannot serialise parameters: {e}")))?;
-        atomic_write(path, &bytes)
+        (tensors, meta)
     }
 
-    /// Loads parameters from a file written by [`ParamStore::save`] onto `device`. Existing
-    /// variables are updated in place (so modules built from this store see the new
-    /// weights) and must have the same shape and constraint; new names are added. A
-    /// corrupt or mismatched file gives a typed error and leaves the store unchanged.
-    pub fn load(&self, path: impl AsRef<Path>, device: &Device) -> Result<()> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| file_err(path, e.to_string()))?;
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| file_err(path, format!("not a valid safetensors file: {e}")))?;
-        let meta = meta.metadata().clone().unwrap_or_default();
-        if meta.get(FORMAT_KEY).map(String::as_str) != Some(FORMAT) {
-            return Err(file_err(
-                path,
-                format!("not a ppl parameter file (missing `{FORMAT_KEY}: {FORMAT}` metadata)"),
-            ));
-        }
-        let tensors = candle_core::safetensors::load_buffer(&bytes, device)
-            .map_err(|e| file_err(path, format!("corrupt tensor data: {e}")))?;
-        // Validate everything before changing anything.
+    /// Restores what [`ParamStore::export`] produced. Existing variables are updated in
+    /// place (so modules built from this store see the new weights) and must keep their
+    /// shape and constraint; new names are added. Everything is validated before anything
+    /// changes. `source` names the origin in errors.
+    pub fn import(
+        &self,
+        tensors: HashMap<String, Tensor>,
+        meta: &HashMap<String, String>,
+        source: &str,
+    ) -> Result<()> {
         let mut planned = Vec::with_capacity(tensors.len());
         for (name, t) in tensors {
             let c = match meta.get(&format!("{CONSTRAINT_PREFIX}{name}")) {
-                Some(code) => decode(code).ok_or_else(|| {
-                    file_err(
-                        path,
-                        format!("parameter `{name}`: unknown constraint `{code}`"),
-                    )
+                Some(code) => decode(code).ok_or_else(|| PplError::File {
+                    path: source.to_string(),
+                    reason: format!("parameter `{name}`: unknown constraint `{code}`"),
                 })?,
                 None => Constraint::Real,
             };
@@ -298,8 +286,7 @@ impl ParamStore {
                     return Err(param_err(
                         &name,
                         format!(
-                            "{} holds shape {:?} but the store has shape {:?}",
-                            path.display(),
+                            "{source} holds shape {:?} but the store has shape {:?}",
                             t.dims(),
                             v.dims()
                         ),
@@ -310,8 +297,7 @@ impl ParamStore {
                     return Err(param_err(
                         &name,
                         format!(
-                            "{} has constraint `{}` but the store has `{}`",
-                            path.display(),
+                            "{source} has constraint `{}` but the store has `{}`",
                             c.describe(),
                             have.describe()
                         ),
@@ -332,6 +318,55 @@ impl ParamStore {
         }
         Ok(())
     }
+
+    /// Writes every parameter to a safetensors file, atomically (temporary file in the
+    /// same directory, then rename).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let (tensors, mut meta) = self.export();
+        meta.insert(FORMAT_KEY.to_string(), FORMAT.to_string());
+        write_safetensors(path.as_ref(), tensors, meta)
+    }
+
+    /// Loads parameters from a file written by [`ParamStore::save`] onto `device` (see
+    /// [`ParamStore::import`]). A corrupt or mismatched file gives a typed error and leaves
+    /// the store unchanged.
+    pub fn load(&self, path: impl AsRef<Path>, device: &Device) -> Result<()> {
+        let path = path.as_ref();
+        let (tensors, meta) = read_safetensors(path, device)?;
+        if meta.get(FORMAT_KEY).map(String::as_str) != Some(FORMAT) {
+            return Err(file_err(
+                path,
+                format!("not a ppl parameter file (missing `{FORMAT_KEY}: {FORMAT}` metadata)"),
+            ));
+        }
+        self.import(tensors, &meta, &path.display().to_string())
+    }
+}
+
+/// Serialises tensors and string metadata as safetensors and writes them atomically.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: Vec<(String, Tensor)>,
+    meta: HashMap<String, String>,
+) -> Result<()> {
+    let bytes = safetensors::tensor::serialize(tensors, Some(meta))
+        .map_err(|e| file_err(path, format!("cannot serialise tensors: {e}")))?;
+    atomic_write(path, &bytes)
+}
+
+/// Reads a safetensors file onto `device`: its tensors and its metadata. Unreadable,
+/// truncated or corrupt files give [`PplError::File`].
+pub fn read_safetensors(
+    path: &Path,
+    device: &Device,
+) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+    let bytes = std::fs::read(path).map_err(|e| file_err(path, e.to_string()))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| file_err(path, format!("not a valid safetensors file: {e}")))?;
+    let meta = meta.metadata().clone().unwrap_or_default();
+    let tensors = candle_core::safetensors::load_buffer(&bytes, device)
+        .map_err(|e| file_err(path, format!("corrupt tensor data: {e}")))?;
+    Ok((tensors, meta))
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename,

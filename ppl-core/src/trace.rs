@@ -42,6 +42,8 @@ pub struct Site {
     /// Whether the value is a reparameterised sample (differentiable w.r.t. the
     /// distribution's parameters). `false` for observed sites and discrete latents.
     pub reparameterized: bool,
+    /// An auxiliary guide latent with no model counterpart (see [`Ctx::sample_auxiliary`](crate::ctx::Ctx::sample_auxiliary)).
+    pub auxiliary: bool,
     log_prob: OnceLock<Tensor>,
 }
 
@@ -66,15 +68,22 @@ impl Site {
             .map_err(|e| self.error(e.to_string()))
     }
 
+    /// `mask ⊙ dist.log_prob(value)` without the scale, batch-shaped (what score-function
+    /// and per-data-point estimators need).
+    pub fn masked_log_prob(&self) -> Result<Tensor> {
+        let lp = self.unscaled_log_prob()?;
+        match &self.mask {
+            Some(m) => where_broadcast(m, &lp, &lp.zeros_like()?),
+            None => Ok(lp),
+        }
+    }
+
     /// `scale · mask ⊙ dist.log_prob(value)`, batch-shaped (cached).
     pub fn log_prob(&self) -> Result<Tensor> {
         if let Some(lp) = self.log_prob.get() {
             return Ok(lp.clone());
         }
-        let mut lp = self.unscaled_log_prob()?;
-        if let Some(m) = &self.mask {
-            lp = where_broadcast(m, &lp, &lp.zeros_like()?)?;
-        }
+        let mut lp = self.masked_log_prob()?;
         if self.scale != 1.0 {
             lp = (lp * self.scale)?;
         }
@@ -88,10 +97,7 @@ impl Site {
         let Some(frame) = self.plates.iter().find(|f| f.name.matches(plate)) else {
             return Ok(None);
         };
-        let mut lp = self.unscaled_log_prob()?;
-        if let Some(m) = &self.mask {
-            lp = where_broadcast(m, &lp, &lp.zeros_like()?)?;
-        }
+        let lp = self.masked_log_prob()?;
         let rank = lp.rank() as isize;
         let axis = rank + frame.dim;
         if axis < 0 {
@@ -154,6 +160,7 @@ impl Trace {
             mask: msg.mask.clone(),
             plates: msg.plates.clone(),
             reparameterized,
+            auxiliary: msg.auxiliary,
             log_prob: OnceLock::new(),
         };
         let pos = self.sites.len();

@@ -31,6 +31,7 @@ pub struct Delta {
     log_density: Tensor,
     batch_shape: Vec<usize>,
     event_shape: Vec<usize>,
+    support: Constraint,
 }
 
 impl Delta {
@@ -73,7 +74,15 @@ impl Delta {
             log_density,
             batch_shape,
             event_shape,
+            support: Constraint::Real,
         })
+    }
+
+    /// The same point mass declaring the (base) support `c` — e.g. `positive` for a MAP
+    /// guide of a positive latent — so guide/model support checks see the right set.
+    pub fn with_support(mut self, c: Constraint) -> Self {
+        self.support = c;
+        self
     }
 }
 
@@ -111,8 +120,8 @@ impl Distribution for Delta {
     }
     fn support(&self) -> Constraint {
         match self.event_shape.len() {
-            0 => Constraint::Real,
-            n => Constraint::Independent(Box::new(Constraint::Real), n),
+            0 => self.support.clone(),
+            n => Constraint::Independent(Box::new(self.support.clone()), n),
         }
     }
     fn expand(&self, batch_shape: &[usize]) -> Result<DynDistribution> {
@@ -123,6 +132,7 @@ impl Distribution for Delta {
             log_density: self.log_density.broadcast_as(batch_shape)?,
             batch_shape: batch_shape.to_vec(),
             event_shape: self.event_shape.clone(),
+            support: self.support.clone(),
         }))
     }
 }

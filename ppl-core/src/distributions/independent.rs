@@ -119,4 +119,10 @@ impl Distribution for Independent {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
+    fn detach(&self) -> Result<DynDistribution> {
+        Ok(Arc::new(Self::new(
+            self.base.detach()?,
+            self.reinterpreted,
+        )?))
+    }
 }

@@ -166,6 +166,14 @@ impl Distribution for LowRankMultivariateNormal {
     fn support(&self) -> Constraint {
         Constraint::RealVector
     }
+    fn detach(&self) -> Result<DynDistribution> {
+        Ok(Arc::new(Self {
+            loc: self.loc.detach(),
+            cov_factor: self.cov_factor.detach(),
+            cov_diag: self.cov_diag.detach(),
+            ..self.clone()
+        }))
+    }
     fn expand(&self, batch_shape: &[usize]) -> Result<DynDistribution> {
         check_expand(self.family(), &self.batch_shape, batch_shape)?;
         let d = self.event_shape[0];

@@ -14,8 +14,9 @@
 //! | [`Delta`] | yes (gradient flows to the point) | real |
 //! | [`Bernoulli`], [`Categorical`], [`OneHotCategorical`], [`Binomial`], [`Poisson`], [`Geometric`], [`VonMises`], [`MixtureSameFamily`] | no (samples are detached) | see each |
 //!
-//! Wrappers: [`Independent`] (`to_event(n)`), [`Masked`] (`mask(m)`); `expand` on every
-//! family. Analytic KL divergences: [`kl_divergence`].
+//! Wrappers: [`Independent`] (`to_event(n)`), [`Masked`] (`mask(m)`),
+//! [`TransformedDistribution`] (`f(x)` for a bijection from [`crate::transforms`]);
+//! `expand` on every family; `detach` on the Gaussian families and the wrappers. Analytic KL divergences: [`kl_divergence`].
 //!
 //! Discrete samples are returned in the parameters' float dtype (like NumPyro's
 //! enumeration-friendly values); `log_prob` accepts float or integer dtypes.
@@ -69,6 +70,7 @@ mod poisson;
 mod relaxed_bernoulli;
 mod relaxed_one_hot;
 mod student_t;
+mod transformed;
 mod uniform;
 mod unit;
 mod von_mises;
@@ -99,6 +101,7 @@ pub use poisson::Poisson;
 pub use relaxed_bernoulli::RelaxedBernoulli;
 pub use relaxed_one_hot::RelaxedOneHotCategorical;
 pub use student_t::StudentT;
+pub use transformed::TransformedDistribution;
 pub use uniform::Uniform;
 pub use unit::Unit;
 pub use von_mises::VonMises;
@@ -154,6 +157,16 @@ pub trait Distribution: Send + Sync + Debug + Any {
     fn dtype(&self) -> DType;
     /// `self` as `Any`, for downcasting (used by [`kl_divergence`]).
     fn as_any(&self) -> &dyn Any;
+    /// The same distribution with its parameters detached from the autodiff graph (the
+    /// doubly-reparameterised IWAE gradient evaluates `log q` this way). Implemented for
+    /// the families autoguides and amortised guides use; a typed error otherwise.
+    fn detach(&self) -> Result<DynDistribution> {
+        Err(not_available(
+            self.family(),
+            "detach",
+            "is not implemented for this family",
+        ))
+    }
 }
 
 /// Chainable conversions available on every distribution and on [`DynDistribution`].

@@ -223,6 +223,13 @@ impl Distribution for MultivariateNormal {
     fn support(&self) -> Constraint {
         Constraint::RealVector
     }
+    fn detach(&self) -> Result<DynDistribution> {
+        Ok(Arc::new(Self {
+            loc: self.loc.detach(),
+            scale: self.scale.detach(),
+            ..self.clone()
+        }))
+    }
     fn expand(&self, batch_shape: &[usize]) -> Result<DynDistribution> {
         check_expand(self.family(), &self.batch_shape, batch_shape)?;
         let d = self.event_shape[0];

@@ -78,6 +78,15 @@ impl Distribution for Normal {
     fn variance(&self) -> Result<Tensor> {
         Ok(self.p.scale.sqr()?)
     }
+    fn detach(&self) -> Result<DynDistribution> {
+        Ok(Arc::new(Normal {
+            p: LocScale {
+                loc: self.p.loc.detach(),
+                scale: self.p.scale.detach(),
+                batch_shape: self.p.batch_shape.clone(),
+            },
+        }))
+    }
     fn entropy(&self) -> Result<Tensor> {
         Ok(self.p.scale.log()?.affine(1.0, 0.5 + HALF_LN_2PI)?)
     }

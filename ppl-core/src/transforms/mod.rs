@@ -50,6 +50,11 @@ pub trait Transform: Debug + Send + Sync {
     fn unconstrained_shape(&self, constrained: &[usize]) -> Vec<usize> {
         constrained.to_vec()
     }
+    /// The constrained shape for an unconstrained shape (inverse of
+    /// [`Transform::unconstrained_shape`]).
+    fn constrained_shape(&self, unconstrained: &[usize]) -> Vec<usize> {
+        unconstrained.to_vec()
+    }
 }
 
 /// The transform from unconstrained space onto `constraint`, or a typed error for

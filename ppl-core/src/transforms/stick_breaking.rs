@@ -78,4 +78,11 @@ impl Transform for StickBreakingTransform {
         }
         s
     }
+    fn constrained_shape(&self, unconstrained: &[usize]) -> Vec<usize> {
+        let mut s = unconstrained.to_vec();
+        if let Some(last) = s.last_mut() {
+            *last += 1;
+        }
+        s
+    }
 }

@@ -1,0 +1,249 @@
+//! SVI steps per second for a VAE: the library (`Svi` + `TraceElbo`, model and guide as
+//! traced programs) against the same networks, loss and optimiser written in plain candle.
+//!
+//! `cargo run --release --example bench_vae -- [--shape digits|mnist] [--steps N] [--repeats R]`
+//!
+//! Both sides run the same maths per step: encoder `D-H-(Z, Z)` with `σ = exp(½·logvar)`,
+//! one reparameterised draw `z = μ + σ ε`, decoder `Z-H-D` Bernoulli logits, the Monte-Carlo
+//! ELBO `log p(x|z) + log p(z) − log q(z|x)` (as Pyro's `Trace_ELBO`), backward, Adam
+//! (lr 1e-3). Batches are consecutive slices of the data (digits scaled to [0, 1] for
+//! `digits`; seeded random binary images for `mnist`). The plain side uses
+//! `candle_nn` ops only, once with `candle_nn::AdamW` (weight decay 0) and once with the
+//! library's `Adam`, so that the library's own overhead (tracing, handlers, guide plumbing)
+//! is the time ratio of the library to the second. The three sides run interleaved: after 20
+//! warm-up steps each, `R` rounds of `N` steps per side; medians of the rates and of the
+//! per-round ratios are reported. Thread counts come from `RAYON_NUM_THREADS` /
+//! `CANDLE_NUM_THREADS` like any candle program. Prints one JSON line per side and one with
+//! the ratios.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Linear, Module, Optimizer as _, VarBuilder, VarMap};
+use clap::Parser;
+use flate2::read::GzDecoder;
+use ppl::inference::optim::Adam;
+use ppl::inference::{Svi, TraceElbo, Trainer};
+use ppl::prelude::*;
+use std::cell::Cell;
+use std::io::Read;
+use std::time::Instant;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// `digits` (64-128-8 on the real digits) or `mnist` (784-400-20 on random binary images).
+    #[arg(long, default_value = "digits")]
+    shape: String,
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    #[arg(long, default_value_t = 300)]
+    steps: usize,
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+}
+
+type Error = Box<dyn std::error::Error>;
+
+fn digits() -> std::result::Result<Vec<f32>, Error> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/digits.csv.gz");
+    let mut text = String::new();
+    GzDecoder::new(std::fs::File::open(path)?).read_to_string(&mut text)?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let v: Vec<f32> = line
+            .split(',')
+            .map(|s| s.trim().parse())
+            .collect::<std::result::Result<_, _>>()?;
+        out.extend(v[..64].iter().map(|x| x / 16.0));
+    }
+    Ok(out)
+}
+
+struct Nets {
+    enc: Linear,
+    loc: Linear,
+    logvar: Linear,
+    dec: Linear,
+    out: Linear,
+}
+
+impl Nets {
+    fn new(vb: VarBuilder, d: usize, h: usize, z: usize) -> candle_core::Result<Self> {
+        Ok(Nets {
+            enc: candle_nn::linear(d, h, vb.pp("encoder/fc1"))?,
+            loc: candle_nn::linear(h, z, vb.pp("encoder/fc21"))?,
+            logvar: candle_nn::linear(h, z, vb.pp("encoder/fc22"))?,
+            dec: candle_nn::linear(z, h, vb.pp("decoder/fc1"))?,
+            out: candle_nn::linear(h, d, vb.pp("decoder/fc2"))?,
+        })
+    }
+    fn encode(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let h = self.enc.forward(x)?.relu()?;
+        Ok((
+            self.loc.forward(&h)?,
+            (self.logvar.forward(&h)? * 0.5)?.exp()?,
+        ))
+    }
+    fn decode(&self, z: &Tensor) -> candle_core::Result<Tensor> {
+        self.out.forward(&self.dec.forward(z)?.relu()?)
+    }
+}
+
+fn main() -> std::result::Result<(), Error> {
+    let a = Args::parse();
+    let _v = ppl::validation::disable();
+    let (d, h, z, data) = match a.shape.as_str() {
+        "digits" => (64, 128, 8, digits()?),
+        "mnist" => {
+            let mut rng = PplRng::seed_from_u64(0);
+            let v: Vec<f32> = (0..8192 * 784)
+                .map(|_| if rng.uniform_open() < 0.5 { 0.0 } else { 1.0 })
+                .collect();
+            (784, 400, 20, v)
+        }
+        s => return Err(format!("unknown shape {s} (digits or mnist)").into()),
+    };
+    let n = data.len() / d;
+    let xs = Tensor::from_vec(data, (n, d), &Device::Cpu)?;
+    let nb = n / a.batch;
+    let batches: Vec<Tensor> = (0..nb)
+        .map(|i| xs.narrow(0, i * a.batch, a.batch))
+        .collect::<candle_core::Result<_>>()?;
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into());
+
+    // Plain candle, twice: with candle-nn's AdamW (what a candle user writes) and with the
+    // library's Adam (same optimiser as the library side, so the difference to the library
+    // is only tracing, handlers and guide plumbing).
+    let plain_loss =
+        |nets: &Nets, x: &Tensor, rng: &mut PplRng| -> std::result::Result<Tensor, Error> {
+            let (loc, scale) = nets.encode(x)?;
+            let eps: Vec<f32> = rng
+                .normals(a.batch * z)
+                .into_iter()
+                .map(|v| v as f32)
+                .collect();
+            let eps = Tensor::from_vec(eps, (a.batch, z), &Device::Cpu)?;
+            let zs = (&loc + (&eps * &scale)?)?;
+            let logits = nets.decode(&zs)?;
+            // Bernoulli log-likelihood x·l − softplus(l), softplus(l) = max(l,0) + ln(1 + e^{−|l|}).
+            let sp = (logits.relu()? + (logits.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
+            let ll = ((x * &logits)? - sp)?.sum_all()?;
+            let lp = (zs.sqr()? * -0.5)?.sum_all()?;
+            let lq = ((eps.sqr()? * -0.5)? - scale.log()?)?.sum_all()?;
+            let elbo = ((ll + lp)? - lq)?;
+            Ok((elbo.neg()? / a.batch as f64)?)
+        };
+    let varmap = VarMap::new();
+    let nets = Nets::new(
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        d,
+        h,
+        z,
+    )?;
+    let mut opt = candle_nn::AdamW::new(
+        varmap.all_vars(),
+        candle_nn::ParamsAdamW {
+            lr: 1e-3,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )?;
+    let mut rng = PplRng::seed_from_u64(1);
+    let mut i = 0;
+    let mut plain_step = || -> std::result::Result<(), Error> {
+        let loss = plain_loss(&nets, &batches[i % nb], &mut rng)?;
+        i += 1;
+        opt.backward_step(&loss)?;
+        Ok(())
+    };
+    let store2 = ppl::params::ParamStore::new();
+    let nets2 = Nets::new(store2.var_builder(DType::F32, &Device::Cpu), d, h, z)?;
+    let mut adam2 = Adam::new();
+    let mut rng2 = PplRng::seed_from_u64(1);
+    let mut i2 = 0;
+    let mut plain_adam_step = || -> std::result::Result<(), Error> {
+        let loss = plain_loss(&nets2, &batches[i2 % nb], &mut rng2)?;
+        i2 += 1;
+        ppl::inference::optim::Optimizer::step(&mut adam2, &store2, &loss.backward()?, 1e-3)?;
+        Ok(())
+    };
+
+    // The library: the same networks in the context's store, model and guide as programs.
+    let mut ctx = Ctx::new(1);
+    let lib = Nets::new(ctx.params().var_builder(DType::F32, &Device::Cpu), d, h, z)?;
+    let cur = Cell::new(0usize);
+    let model = |c: &mut Ctx| -> Result<()> {
+        let x = &batches[cur.get() % nb];
+        c.plate("data", a.batch, PlateOpts::default(), |c, _| {
+            let prior = Normal::standard(&[a.batch, z], DType::F32, &Device::Cpu)?.to_event(1)?;
+            let zs = c.sample("latent", prior)?;
+            let logits = lib.decode(&zs)?;
+            c.observe("obs", Bernoulli::from_logits(&logits)?.to_event(1)?, x)?;
+            Ok(())
+        })
+    };
+    let guide = |c: &mut Ctx| -> Result<()> {
+        let x = &batches[cur.get() % nb];
+        c.plate("data", a.batch, PlateOpts::default(), |c, _| {
+            let (loc, scale) = lib.encode(x)?;
+            c.sample("latent", Normal::new(&loc, &scale)?.to_event(1)?)?;
+            Ok(())
+        })
+    };
+    let mut svi = Svi::new(&model, &guide, TraceElbo::new());
+    let mut trainer = Trainer::new(Adam::new(), 1e-3)?;
+    let mut k = 0u64;
+    let mut lib_step = || -> std::result::Result<(), Error> {
+        trainer.step(&mut ctx, &mut svi, k)?;
+        k += 1;
+        cur.set(cur.get() + 1);
+        Ok(())
+    };
+
+    // Interleaved repeats (the machine is shared: drift hits all sides alike).
+    for _ in 0..20 {
+        plain_step()?;
+        plain_adam_step()?;
+        lib_step()?;
+    }
+    let time =
+        |f: &mut dyn FnMut() -> std::result::Result<(), Error>| -> std::result::Result<f64, Error> {
+            let t = Instant::now();
+            for _ in 0..a.steps {
+                f()?;
+            }
+            Ok(a.steps as f64 / t.elapsed().as_secs_f64())
+        };
+    let (mut r_plain, mut r_plain_adam, mut r_lib) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..a.repeats {
+        r_plain.push(time(&mut plain_step)?);
+        r_plain_adam.push(time(&mut plain_adam_step)?);
+        r_lib.push(time(&mut lib_step)?);
+    }
+    let median = |v: &[f64]| {
+        let mut s = v.to_vec();
+        s.sort_by(|a, b| a.total_cmp(b));
+        s[s.len() / 2]
+    };
+    let ratios: Vec<f64> = r_plain_adam
+        .iter()
+        .zip(&r_lib)
+        .map(|(p, l)| p / l)
+        .collect();
+    let (plain, plain_adam, library) = (median(&r_plain), median(&r_plain_adam), median(&r_lib));
+    let shape = [d, h, z];
+    let line = |lib: &str, med: f64, rates: &[f64]| serde_json::json!({"bench": "vae", "lib": lib, "shape": shape, "batch": a.batch, "threads": threads, "steps_per_s_median": med, "rates": rates});
+    println!(
+        "{}",
+        line("candle-plain (candle-nn AdamW)", plain, &r_plain)
+    );
+    println!(
+        "{}",
+        line("candle-plain (ppl Adam)", plain_adam, &r_plain_adam)
+    );
+    println!("{}", line("ppl (Svi + TraceElbo)", library, &r_lib));
+    let overhead = 100.0 * (median(&ratios) - 1.0);
+    println!(
+        "{}",
+        serde_json::json!({"bench": "vae", "shape": shape, "batch": a.batch, "threads": threads, "library_overhead_percent": overhead, "per_repeat_time_ratios": ratios, "library_vs_candle_adamw_time_ratio": plain / library})
+    );
+    Ok(())
+}

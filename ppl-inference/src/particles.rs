@@ -1,0 +1,185 @@
+//! Vectorised particles and the reductions every objective shares.
+//!
+//! `K` particles run as one model execution inside the plate [`PARTICLES`] at dim
+//! `−(max_plate_nesting + 1)`, so each site's log density has a particle axis left of its
+//! plate axes. An objective reduces a site's log density to what it needs: one value per
+//! particle (`[K]`), or one per particle and data point (`[K, n]`), keeping the axes of
+//! chosen plates and summing the rest.
+
+use candle_core::Tensor;
+use ppl_core::ctx::{Ctx, PlateOpts};
+use ppl_core::error::{PplError, Result};
+use ppl_core::handlers::{Replay, StopGradient};
+use ppl_core::message::PlateFrame;
+use ppl_core::model::Model;
+use ppl_core::trace::{Site, Trace};
+
+/// Name of the plate that vectorises particles.
+pub const PARTICLES: &str = "__particles";
+
+/// How many particles, and where their plate goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Particles {
+    /// Number of particles `K ≥ 1` (`1` runs without a particle plate).
+    pub k: usize,
+    /// The number of plate dims the model uses; the particle plate goes left of them.
+    pub max_plate_nesting: usize,
+}
+
+impl Particles {
+    /// `k` particles left of `max_plate_nesting` plate dims; `k = 0` is an error.
+    pub fn new(k: usize, max_plate_nesting: usize, context: &'static str) -> Result<Self> {
+        if k == 0 {
+            return Err(PplError::InvalidArgument {
+                context,
+                message: "the number of particles must be at least 1".into(),
+            });
+        }
+        Ok(Particles {
+            k,
+            max_plate_nesting,
+        })
+    }
+
+    /// Runs `m` once, inside the particle plate when `k > 1`.
+    pub fn run<M: Model + ?Sized>(&self, ctx: &mut Ctx, m: &M) -> Result<()> {
+        if self.k > 1 {
+            let opts = PlateOpts {
+                dim: Some(-(self.max_plate_nesting as isize) - 1),
+                ..Default::default()
+            };
+            ctx.plate(PARTICLES, self.k, opts, |ctx, _| m.run(ctx).map(|_| ()))
+        } else {
+            m.run(ctx).map(|_| ())
+        }
+    }
+
+    /// Traces the guide, then the model with the guide's values replayed (detached from
+    /// the graph when `detach_latents`): `(guide trace, model trace)`.
+    pub fn traces<M: Model + ?Sized, G: Model + ?Sized>(
+        &self,
+        ctx: &mut Ctx,
+        model: &M,
+        guide: &G,
+    ) -> Result<(Trace, Trace)> {
+        let ((), g) = ctx.trace(|ctx| self.run(ctx, guide))?;
+        let m = self.replay(ctx, model, &g, false)?;
+        Ok((g, m))
+    }
+
+    /// Traces `model` with the values of `guide_trace` replayed; `detach` cuts them from
+    /// the graph.
+    pub fn replay<M: Model + ?Sized>(
+        &self,
+        ctx: &mut Ctx,
+        model: &M,
+        guide_trace: &Trace,
+        detach: bool,
+    ) -> Result<Trace> {
+        let ((), m) = ctx.trace(|ctx| {
+            ctx.handle(Replay::new(guide_trace), |ctx| {
+                if detach {
+                    ctx.handle(StopGradient::all(), |ctx| self.run(ctx, model))
+                        .map(|(r, _)| r)
+                } else {
+                    self.run(ctx, model)
+                }
+            })
+            .map(|(r, _)| r)
+        })?;
+        Ok(m)
+    }
+
+    /// The axis of the particle plate in a batch-shaped tensor of `rank` dims, checked.
+    fn particle_axis(&self, site: &Site, lp: &Tensor) -> Result<Option<usize>> {
+        if self.k == 1 {
+            return Ok(None);
+        }
+        let axis = lp.rank() as isize - self.max_plate_nesting as isize - 1;
+        if axis < 0 || lp.dim(axis as usize)? != self.k {
+            return Err(PplError::Site {
+                site: site.name.to_string(),
+                plates: ppl_core::message::describe_plates(&site.plates),
+                message: format!(
+                    "log density of shape {:?} has no particle dim of size {} at {} (is \
+                     max_plate_nesting = {} right?)",
+                    lp.dims(),
+                    self.k,
+                    -(self.max_plate_nesting as isize) - 1,
+                    self.max_plate_nesting
+                ),
+            });
+        }
+        Ok(Some(axis as usize))
+    }
+
+    /// Reduces `lp` (a site's batch-shaped log density) to the particle axis followed by
+    /// the axes of the plates `keep` selects, in axis order: `[K?, n₁?, …]`. Also returns
+    /// the dims of the kept plates, in the same order.
+    pub fn reduce(
+        &self,
+        site: &Site,
+        lp: &Tensor,
+        keep: impl Fn(&PlateFrame) -> bool,
+    ) -> Result<(Tensor, Vec<isize>)> {
+        let particle = self.particle_axis(site, lp)?;
+        let rank = lp.rank() as isize;
+        let mut dims: Vec<isize> = site
+            .plates
+            .iter()
+            .filter(|f| !f.name.matches(PARTICLES) && keep(f) && rank + f.dim >= 0)
+            .map(|f| f.dim)
+            .collect();
+        dims.sort_unstable();
+        dims.dedup();
+        let mut out = lp.clone();
+        for d in (0..lp.rank()).rev() {
+            let kept = Some(d) == particle || dims.contains(&(d as isize - rank));
+            if !kept {
+                out = out.sum(d)?;
+            }
+        }
+        Ok((out, dims))
+    }
+
+    /// A site's log density summed to one value per particle: `[K]`, or a scalar for one
+    /// particle.
+    pub fn per_particle(&self, site: &Site, lp: &Tensor) -> Result<Tensor> {
+        Ok(self.reduce(site, lp, |_| false)?.0)
+    }
+
+    /// The scaled, masked log densities of the sites `keep` selects, summed per particle.
+    pub fn total(&self, t: &Trace, keep: impl Fn(&Site) -> bool) -> Result<Tensor> {
+        let mut total: Option<Tensor> = None;
+        for s in t.sites().iter().filter(|s| s.has_density() && keep(s)) {
+            let lp = self.per_particle(s, &s.log_prob()?)?;
+            total = Some(match total {
+                None => lp,
+                Some(acc) => {
+                    let lp = lp.to_dtype(acc.dtype())?;
+                    (acc + lp)?
+                }
+            });
+        }
+        total.ok_or_else(|| PplError::InvalidArgument {
+            context: "objective",
+            message: "the trace has no site with a density".into(),
+        })
+    }
+}
+
+/// `log (1/K) Σ_k exp(x_k)` along axis 0, computed stably (the max is detached, which
+/// leaves value and gradient unchanged).
+pub fn log_mean_exp0(x: &Tensor) -> Result<Tensor> {
+    let k = x.dim(0)? as f64;
+    let m = x.max_keepdim(0)?.detach();
+    let s = x.broadcast_sub(&m)?.exp()?.sum_keepdim(0)?.log()?;
+    Ok((s + m)?.squeeze(0)?.affine(1.0, -k.ln())?)
+}
+
+/// The scalar value of a tensor as `f64`.
+pub fn value(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(candle_core::DType::F64)?
+        .sum_all()?
+        .to_scalar::<f64>()?)
+}

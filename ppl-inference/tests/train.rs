@@ -1,0 +1,207 @@
+//! The shared training loop: observers, skipping non-finite losses, clipping, schedules.
+
+use candle_core::{Device, Tensor};
+use ppl_core::prelude::*;
+use ppl_inference::observers::{CsvLog, EarlyStopping, LossPlot, Progress};
+use ppl_inference::optim::{Adam, Sgd};
+use ppl_inference::schedule::{Cosine, ExponentialDecay, Schedule};
+use ppl_inference::{Engine, StepLoss, Svi, TraceElbo, Trainer};
+
+/// loss(θ) = (θ − 3)², θ a real param; `nan_every` makes every n-th step non-finite.
+struct Quadratic {
+    calls: u64,
+    nan_every: u64,
+}
+
+impl Engine for Quadratic {
+    fn name(&self) -> &str {
+        "quadratic"
+    }
+    fn loss(&mut self, ctx: &mut Ctx) -> Result<StepLoss> {
+        self.calls += 1;
+        let th = ctx.param(
+            "theta",
+            || Ok(Tensor::new(0f64, &Device::Cpu)?),
+            Constraint::Real,
+        )?;
+        let loss = (th - 3.0)?.sqr()?;
+        let mut value = loss.to_scalar::<f64>()?;
+        if self.nan_every > 0 && self.calls % self.nan_every == 0 {
+            value = f64::NAN;
+        }
+        Ok(StepLoss { loss, value })
+    }
+}
+
+fn theta(ctx: &Ctx) -> f64 {
+    ctx.params()
+        .get("theta")
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+#[test]
+fn non_finite_steps_are_skipped_and_counted_then_an_error() {
+    let mut ctx = Ctx::new(0);
+    let mut t = Trainer::new(Sgd::new(0.0).unwrap(), 0.1).unwrap();
+    let r = t
+        .run(
+            &mut ctx,
+            &mut Quadratic {
+                calls: 0,
+                nan_every: 3,
+            },
+            30,
+        )
+        .unwrap();
+    assert_eq!((r.skipped, r.losses.len()), (10, 20));
+    // 20 applied SGD steps on (θ−3)²: θ_n = 3 − 3·0.8ⁿ exactly
+    assert!((theta(&ctx) - (3.0 - 3.0 * 0.8f64.powi(20))).abs() < 1e-12);
+    let mut ctx = Ctx::new(0);
+    let mut t = Trainer::new(Sgd::new(0.0).unwrap(), 0.1)
+        .unwrap()
+        .with_max_non_finite(3);
+    let e = t
+        .run(
+            &mut ctx,
+            &mut Quadratic {
+                calls: 0,
+                nan_every: 1,
+            },
+            30,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, PplError::NonFiniteLoss { step: 3, count: 4 }),
+        "{e}"
+    );
+}
+
+#[test]
+fn clipping_bounds_the_gradient_norm() {
+    // θ = 0: gradient −6; clipped to norm 0.5, so one SGD step with lr 1 moves θ by 0.5.
+    let mut ctx = Ctx::new(0);
+    let mut t = Trainer::new(Sgd::new(0.0).unwrap(), 1.0)
+        .unwrap()
+        .with_clip_norm(0.5)
+        .unwrap();
+    t.run(
+        &mut ctx,
+        &mut Quadratic {
+            calls: 0,
+            nan_every: 0,
+        },
+        1,
+    )
+    .unwrap();
+    assert!((theta(&ctx) - 0.5).abs() < 1e-12);
+    assert!(Trainer::new(Sgd::new(0.0).unwrap(), 1.0)
+        .unwrap()
+        .with_clip_norm(-1.0)
+        .is_err());
+    assert!(Trainer::new(Sgd::new(0.0).unwrap(), f64::NAN).is_err());
+}
+
+#[test]
+fn schedules() {
+    let e = ExponentialDecay {
+        lr0: 0.1,
+        gamma: 0.5,
+    };
+    assert_eq!((e.lr(0), e.lr(3)), (0.1, 0.0125));
+    let c = Cosine {
+        lr0: 1.0,
+        min: 0.0,
+        steps: 10,
+    };
+    assert!((c.lr(5) - 0.5).abs() < 1e-12 && c.lr(10).abs() < 1e-12 && c.lr(20).abs() < 1e-12);
+}
+
+#[test]
+fn observers_log_plot_and_stop_on_a_plateau() {
+    let dir = std::env::temp_dir().join(format!("ppl-train-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let x = Tensor::new(&[0.9f64, 1.1, 1.3, 0.7], &Device::Cpu).unwrap();
+    let model = |ctx: &mut Ctx| -> Result<()> {
+        let s = |v: f64| Tensor::new(v, &Device::Cpu);
+        let z = ctx.sample("z", Normal::new(&s(0.0)?, &s(1.0)?)?)?;
+        ctx.plate("data", 4, PlateOpts::default(), |ctx, _| {
+            ctx.observe("x", Normal::new(&z, &s(0.5)?)?, &x)
+        })?;
+        Ok(())
+    };
+    let guide = |ctx: &mut Ctx| -> Result<()> {
+        let s = |v: f64| Tensor::new(v, &Device::Cpu);
+        let loc = ctx.param("loc", || s(0.0).map_err(Into::into), Constraint::Real)?;
+        let sd = ctx.param("sd", || s(1.0).map_err(Into::into), Constraint::Positive)?;
+        ctx.sample("z", Normal::new(&loc, &sd)?)?;
+        Ok(())
+    };
+    let max = 5000;
+    let mut t = Trainer::new(Adam::new(), 0.05)
+        .unwrap()
+        .observe(Progress::new(max))
+        .observe(CsvLog::new(dir.join("log.csv")))
+        .observe(LossPlot::new(dir.join("loss.svg")))
+        .observe(LossPlot::new(dir.join("loss.png")))
+        .observe(EarlyStopping::new(200, 1e-3));
+    let mut ctx = Ctx::new(5);
+    let report = t
+        .run(
+            &mut ctx,
+            &mut Svi::new(&model, &guide, TraceElbo::new()),
+            max,
+        )
+        .unwrap();
+    assert!(
+        report.stopped_early,
+        "the ELBO plateaus long before 5000 steps"
+    );
+    assert!(report.losses.len() < max as usize);
+    let csv = std::fs::read_to_string(dir.join("log.csv")).unwrap();
+    assert_eq!(csv.lines().count(), report.losses.len() + 1);
+    assert!(csv.starts_with("step,loss,average,lr,skipped\n"));
+    let png = std::fs::read(dir.join("loss.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG file");
+    let svg = std::fs::read_to_string(dir.join("loss.svg")).unwrap();
+    assert!(
+        svg.contains("<svg") && svg.contains("polyline"),
+        "an SVG with line series"
+    );
+    // posterior: precision 1 + 4/0.25 = 17, mean = 16·1.0/17
+    let loc = report
+        .params
+        .iter()
+        .find(|(n, _)| n == "loc")
+        .unwrap()
+        .1
+        .to_scalar::<f64>()
+        .unwrap();
+    assert!((loc - 16.0 / 17.0).abs() < 0.1, "loc = {loc}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn image_grid_writes_a_png_of_the_expected_size() {
+    // 5 images of 3x4 pixels in 2 columns at zoom 2: width (2·(4+1)+1)·2 = 22,
+    // height (3·(3+1)+1)·2 = 26 (rows = ceil(5/2) = 3).
+    let dir = std::env::temp_dir().join(format!("ppl-grid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let imgs = candle_core::Tensor::ones(
+        (5, 3, 4),
+        candle_core::DType::F32,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let path = dir.join("g.png");
+    ppl_inference::plots::image_grid(&path, &imgs, 2, 2).unwrap();
+    let png = std::fs::read(&path).unwrap();
+    let be = |i: usize| u32::from_be_bytes([png[i], png[i + 1], png[i + 2], png[i + 3]]);
+    assert_eq!((be(16), be(20)), (22, 26));
+    let flat =
+        candle_core::Tensor::ones((5, 12), candle_core::DType::F32, &candle_core::Device::Cpu)
+            .unwrap();
+    assert!(ppl_inference::plots::image_grid(&path, &flat, 2, 2).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
