@@ -160,6 +160,27 @@ fn load_mnist(dir: &Path) -> std::result::Result<Data, Error> {
     Ok(Data { train, test, side })
 }
 
+/// Runs `f` inside plate `data` over the rows of `x` with the rows of this run: a random
+/// minibatch of `batch` (drawn by the guide, replayed into the model) or all of them.
+fn in_data_plate(
+    ctx: &mut Ctx,
+    x: &Tensor,
+    batch: Option<usize>,
+    f: impl FnOnce(&mut Ctx, &Tensor) -> Result<()>,
+) -> Result<()> {
+    let opts = PlateOpts {
+        subsample_size: batch,
+        ..Default::default()
+    };
+    ctx.plate("data", x.dim(0)?, opts, |ctx, idx| {
+        let xb = match batch {
+            Some(_) => x.index_select(&idx.indices()?, 0)?,
+            None => x.clone(),
+        };
+        f(ctx, &xb)
+    })
+}
+
 /// The networks; their weights live in the context's parameter store.
 struct Vae {
     enc: Linear,
@@ -196,36 +217,20 @@ impl Vae {
 
     /// `p(x, z)` over the images `x`, `batch` of them per run when subsampling.
     fn model(&self, ctx: &mut Ctx, x: &Tensor, batch: Option<usize>) -> Result<()> {
-        let opts = PlateOpts {
-            subsample_size: batch,
-            ..Default::default()
-        };
-        ctx.plate("data", x.dim(0)?, opts, |ctx, idx| {
-            let xb = match batch {
-                Some(_) => x.index_select(&idx.indices()?, 0)?,
-                None => x.clone(),
-            };
+        in_data_plate(ctx, x, batch, |ctx, xb| {
             let n = xb.dim(0)?;
             let prior = Normal::standard(&[n, self.z], DType::F32, &Device::Cpu)?.to_event(1)?;
             let z = ctx.sample("latent", prior)?;
             let logits = self.decode(&z)?;
-            ctx.observe("obs", Bernoulli::from_logits(&logits)?.to_event(1)?, &xb)?;
+            ctx.observe("obs", Bernoulli::from_logits(&logits)?.to_event(1)?, xb)?;
             Ok(())
         })
     }
 
     /// `q(z | x)`, drawing the minibatch that the model then replays.
     fn guide(&self, ctx: &mut Ctx, x: &Tensor, batch: Option<usize>) -> Result<()> {
-        let opts = PlateOpts {
-            subsample_size: batch,
-            ..Default::default()
-        };
-        ctx.plate("data", x.dim(0)?, opts, |ctx, idx| {
-            let xb = match batch {
-                Some(_) => x.index_select(&idx.indices()?, 0)?,
-                None => x.clone(),
-            };
-            let (loc, scale) = self.encode(&xb)?;
+        in_data_plate(ctx, x, batch, |ctx, xb| {
+            let (loc, scale) = self.encode(xb)?;
             ctx.sample("latent", Normal::new(&loc, &scale)?.to_event(1)?)?;
             Ok(())
         })

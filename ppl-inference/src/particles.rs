@@ -147,25 +147,6 @@ impl Particles {
     pub fn per_particle(&self, site: &Site, lp: &Tensor) -> Result<Tensor> {
         Ok(self.reduce(site, lp, |_| false)?.0)
     }
-
-    /// The scaled, masked log densities of the sites `keep` selects, summed per particle.
-    pub fn total(&self, t: &Trace, keep: impl Fn(&Site) -> bool) -> Result<Tensor> {
-        let mut total: Option<Tensor> = None;
-        for s in t.sites().iter().filter(|s| s.has_density() && keep(s)) {
-            let lp = self.per_particle(s, &s.log_prob()?)?;
-            total = Some(match total {
-                None => lp,
-                Some(acc) => {
-                    let lp = lp.to_dtype(acc.dtype())?;
-                    (acc + lp)?
-                }
-            });
-        }
-        total.ok_or_else(|| PplError::InvalidArgument {
-            context: "objective",
-            message: "the trace has no site with a density".into(),
-        })
-    }
 }
 
 /// `log (1/K) Σ_k exp(x_k)` along axis 0, computed stably (the max is detached, which

@@ -321,12 +321,20 @@ impl Objective for TraceElbo {
             });
         }
         let cost_k = elbo_k.detach();
-        let m_index: HashMap<&SiteName, usize> = m
-            .sites()
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (&s.name, i))
-            .collect();
+        // The model's site order, built only when some guide site needs a score term (the
+        // reparameterised-only path, e.g. a VAE step, allocates nothing here).
+        let needs_score = g
+            .latent_sites()
+            .any(|s| !s.reparameterized && s.has_density());
+        let m_index: HashMap<&SiteName, usize> = if needs_score {
+            m.sites()
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (&s.name, i))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         let mut baseline_loss: Option<Tensor> = None;
         for (g_order, s) in g.sites().iter().enumerate() {
             if !s.is_latent() || s.reparameterized || !s.has_density() {

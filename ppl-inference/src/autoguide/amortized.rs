@@ -73,7 +73,7 @@ impl AutoAmortized {
                     ),
                 });
             }
-            let per_point = s.transform()?.unconstrained_shape(&s.init.dims()[1..]);
+            let per_point = s.transform().unconstrained_shape(&s.init.dims()[1..]);
             let d: usize = per_point.iter().product();
             layout.push((s, off, d, per_point));
             off += d;

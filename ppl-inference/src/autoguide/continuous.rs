@@ -43,7 +43,7 @@ impl Layout {
                     ),
                 });
             }
-            let shape = s.transform()?.unconstrained_shape(s.init.dims());
+            let shape = s.transform().unconstrained_shape(s.init.dims());
             let n: usize = shape.iter().product();
             out.push((s, off, shape));
             off += n;
@@ -74,7 +74,7 @@ impl Layout {
             full.extend_from_slice(shape);
             let n: usize = shape.iter().product();
             let xs = x.narrow(D::Minus1, *off, n)?.reshape(full)?;
-            let t = s.transform()?;
+            let t = s.transform();
             let y = t.forward(&xs)?;
             let ladj = t.log_abs_det_jacobian(&xs, &y)?;
             let ladj = sum_rightmost(&ladj, s.event_dim - t.event_dim())?;
@@ -93,7 +93,7 @@ impl Layout {
                 let xs = x
                     .narrow(0, *off, shape.iter().product())?
                     .reshape(shape.as_slice())?;
-                Ok((s.name.to_string(), s.transform()?.forward(&xs)?))
+                Ok((s.name.to_string(), s.transform().forward(&xs)?))
             })
             .collect()
     }

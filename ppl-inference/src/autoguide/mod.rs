@@ -49,15 +49,14 @@ pub struct LatentSite {
     pub event_dim: usize,
     /// The enclosing plates, outermost first.
     pub plates: Vec<PlateFrame>,
+    transform: Arc<dyn Transform>,
 }
 
 impl LatentSite {
-    /// The bijection from unconstrained space onto the support.
-    pub fn transform(&self) -> Result<Arc<dyn Transform>> {
-        biject_to(&self.support).map_err(|e| PplError::GuideMismatch {
-            site: self.name.to_string(),
-            reason: e.to_string(),
-        })
+    /// The bijection from unconstrained space onto the support (built once, in
+    /// [`prototype`]).
+    pub fn transform(&self) -> &Arc<dyn Transform> {
+        &self.transform
     }
 
     /// The number of batch dims of the value.
@@ -90,7 +89,7 @@ impl LatentSite {
     /// The initial unconstrained value over the full plates: the prototype's value mapped
     /// back, or zeros when the prototype only saw a minibatch.
     pub fn unconstrained_init(&self) -> Result<Tensor> {
-        let t = self.transform()?;
+        let t = self.transform();
         if self.subsampled() {
             let shape = t.unconstrained_shape(&self.full_shape());
             return Ok(Tensor::zeros(shape, self.init.dtype(), self.init.device())?);
@@ -180,7 +179,12 @@ pub fn prototype_trace<M: Model + ?Sized>(
                 ),
             });
         }
+        let transform = biject_to(&c).map_err(|e| PplError::GuideMismatch {
+            site: s.name.to_string(),
+            reason: e.to_string(),
+        })?;
         out.push(LatentSite {
+            transform,
             name: s.name.clone(),
             init: s.value.detach(),
             support: c,

@@ -27,9 +27,6 @@ impl AutoNormal {
     /// A guide over the given prototype sites only (e.g. the global latents, next to an
     /// amortised guide for the local ones).
     pub fn from_sites(sites: Vec<LatentSite>) -> Result<Self> {
-        for s in &sites {
-            s.transform()?;
-        }
         Ok(AutoNormal {
             sites,
             init_scale: 0.1,
@@ -68,7 +65,7 @@ impl AutoNormal {
                 context: "AutoNormal::median",
                 message: format!("the guide has no site `{name}`"),
             })?;
-        s.transform()?.forward(&self.loc(ctx, name)?)
+        s.transform().forward(&self.loc(ctx, name)?)
     }
 
     /// `q(z_s)` for one site from its full-plate parameters (minibatch rows selected).
@@ -78,12 +75,12 @@ impl AutoNormal {
         scale: &Tensor,
     ) -> Result<DynDistribution> {
         let base = Normal::new(loc, scale)?.to_event(s.event_dim)?.into_dyn();
-        let t = s.transform()?;
+        let t = s.transform();
         Ok(
             if matches!(s.support, Constraint::Real | Constraint::RealVector) {
                 base
             } else {
-                TransformedDistribution::new(base, t)?.into_dyn()
+                TransformedDistribution::new(base, t.clone())?.into_dyn()
             },
         )
     }
