@@ -513,3 +513,88 @@ fn implicit_gradients_are_unbiased_for_moment_derivatives() {
     let g0: Vec<f64> = g.iter().step_by(3).cloned().collect();
     check("Dirichlet d E[x0]/dα0", &g0, (5.0 - 0.5) / 25.0);
 }
+
+/// `Bernoulli::log_prob` in its one-`exp` form against the closed form, and its gradient
+/// against the exact `x − σ(l)`, including at l = 0 (where a kink convention of relu/abs
+/// would give 0 or 1 instead of ½) and at |l| = 30 (where e^{−|l|} underflows relative to
+/// 1). Values include non-binary intensities, as in the digits VAE. Also: `probs` is
+/// computed lazily from logits and survives `expand`. Tolerance 1e-12: a handful of f64 ops.
+#[test]
+fn bernoulli_logits_exact_values_and_gradient() {
+    // Intensities in (0, 1) are outside the support {0, 1}: validation must be off for them
+    // (as in the VAE's hot loop); with it on they are an `OutsideSupport` error.
+    let bad = Bernoulli::from_logits(&t1(&[0.0], DType::F64)).unwrap();
+    assert!(matches!(
+        bad.log_prob(&t1(&[0.25], DType::F64)),
+        Err(PplError::OutsideSupport { .. })
+    ));
+    let _off = ppl_core::validation::disable();
+    let ls = [-30.0, -1.5, 0.0, 0.0, 0.7, 30.0];
+    let xs = [0.0, 1.0, 0.25, 1.0, 0.5, 0.0];
+    let l = Var::from_tensor(&t1(&ls, DType::F64)).unwrap();
+    let d = Bernoulli::from_logits(l.as_tensor()).unwrap();
+    let lp = d.log_prob(&t1(&xs, DType::F64)).unwrap();
+    let sig = |l: f64| 1.0 / (1.0 + (-l).exp());
+    // x·l − softplus(l), softplus computed as max(l, 0) + ln_1p(e^{−|l|}).
+    let want: Vec<f64> = ls
+        .iter()
+        .zip(&xs)
+        .map(|(&l, &x)| x * l - (l.max(0.0) + (-l.abs()).exp().ln_1p()))
+        .collect();
+    assert_close("Bernoulli log_prob", &host(&lp), &want, 1e-12);
+    let g = lp.sum_all().unwrap().backward().unwrap();
+    let got = host(g.get(l.as_tensor()).unwrap());
+    let want: Vec<f64> = ls.iter().zip(&xs).map(|(&l, &x)| x - sig(l)).collect();
+    assert_close("d/dl Bernoulli log_prob", &got, &want, 1e-12);
+    let probs: Vec<f64> = ls.iter().map(|&l| sig(l)).collect();
+    assert_close("probs", &host(&d.probs().unwrap()), &probs, 1e-12);
+    let var: Vec<f64> = probs.iter().map(|p| p * (1.0 - p)).collect();
+    assert_close("variance", &host(&d.variance().unwrap()), &var, 1e-12);
+    let e = d.expand(&[2, 6]).unwrap();
+    assert_close(
+        "expanded mean",
+        &host(&e.mean().unwrap())[6..],
+        &probs,
+        1e-12,
+    );
+}
+
+/// `Normal::standard` scores without standardising; it must agree with `N(0, 1)` built
+/// from tensors, in value, output shape (values broadcast against the batch shape either
+/// way) and gradient (−x). Tolerance 1e-12: the two paths differ by two exact ops.
+#[test]
+fn standard_normal_matches_general_normal() {
+    let dev = Device::Cpu;
+    let std = Normal::standard(&[2, 3], DType::F64, &dev).unwrap();
+    let gen = Normal::new(
+        &Tensor::zeros((2, 3), DType::F64, &dev).unwrap(),
+        &Tensor::ones((2, 3), DType::F64, &dev).unwrap(),
+    )
+    .unwrap();
+    let vals = [-2.0, -0.5, 0.0, 0.3, 1.0, 4.0, 0.1, -0.2];
+    for shape in [vec![2, 3], vec![3], vec![4, 2, 3], vec![1, 1]] {
+        let n: usize = shape.iter().product();
+        let data: Vec<f64> = (0..n).map(|i| vals[i % vals.len()]).collect();
+        let x = Var::from_tensor(&t(&data, &shape, DType::F64)).unwrap();
+        let a = std.log_prob(x.as_tensor()).unwrap();
+        let b = gen.log_prob(x.as_tensor()).unwrap();
+        assert_eq!(a.dims(), b.dims(), "output shape for value shape {shape:?}");
+        assert_close("standard log_prob", &host(&a), &host(&b), 1e-12);
+        let g = a.sum_all().unwrap().backward().unwrap();
+        let gb = b.sum_all().unwrap().backward().unwrap();
+        let (ga, gb) = (
+            g.get(x.as_tensor()).unwrap(),
+            gb.get(x.as_tensor()).unwrap(),
+        );
+        assert_close("d/dx standard log_prob", &host(ga), &host(gb), 1e-12);
+    }
+    let e = std.expand(&[5, 2, 3]).unwrap();
+    let x = Tensor::ones((5, 2, 3), DType::F64, &dev).unwrap();
+    let want = vec![-0.5 - 0.5 * (2.0 * std::f64::consts::PI).ln(); 30];
+    assert_close(
+        "expanded standard",
+        &host(&e.log_prob(&x).unwrap()),
+        &want,
+        1e-12,
+    );
+}

@@ -132,6 +132,10 @@ impl Particles {
             .collect();
         dims.sort_unstable();
         dims.dedup();
+        if particle.is_none() && dims.is_empty() {
+            // Everything is summed: one reduction (one graph node) instead of one per axis.
+            return Ok((lp.sum_all()?, dims));
+        }
         let mut out = lp.clone();
         for d in (0..lp.rank()).rev() {
             let kept = Some(d) == particle || dims.contains(&(d as isize - rank));

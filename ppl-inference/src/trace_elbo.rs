@@ -92,6 +92,7 @@ impl Default for TraceElbo {
 /// One site's contribution to `log p − log q`, batch-shaped.
 struct Term<'a> {
     site: &'a Site,
+    /// Model terms enter the ELBO with `+`, guide terms (`value = log q`) with `−`.
     from_model: bool,
     order: usize,
     value: Tensor,
@@ -219,7 +220,7 @@ impl TraceElbo {
                     site: s,
                     from_model: false,
                     order,
-                    value: s.log_prob()?.neg()?,
+                    value: s.log_prob()?,
                 });
             }
         }
@@ -264,6 +265,7 @@ impl TraceElbo {
                 }
             }
             let r = r.to_dtype(elbo_k.dtype())?;
+            let r = if t.from_model { r } else { r.neg()? };
             total = Some(match total {
                 None => r,
                 Some(acc) => acc.broadcast_add(&r)?,
@@ -298,12 +300,18 @@ impl Objective for TraceElbo {
         let terms = self.terms(&g, &m)?;
         let mut elbo_k: Option<Tensor> = None;
         for t in &terms {
+            // The sign is applied when accumulating (a sub, not a neg node per guide site).
             let v = self.particles.per_particle(t.site, &t.value)?;
-            elbo_k = Some(match elbo_k {
-                None => v,
-                Some(acc) => {
+            elbo_k = Some(match (elbo_k, t.from_model) {
+                (None, true) => v,
+                (None, false) => v.neg()?,
+                (Some(acc), plus) => {
                     let v = v.to_dtype(acc.dtype())?;
-                    (acc + v)?
+                    if plus {
+                        (acc + v)?
+                    } else {
+                        (acc - v)?
+                    }
                 }
             });
         }
@@ -311,7 +319,11 @@ impl Objective for TraceElbo {
             context: "TraceElbo",
             message: "neither the model nor the guide has a site with a density".into(),
         })?;
-        let mut surrogate = elbo_k.sum_all()?;
+        let mut surrogate = if elbo_k.rank() == 0 {
+            elbo_k.clone()
+        } else {
+            elbo_k.sum_all()?
+        };
         let elbo = value(&surrogate)? / k;
         if !elbo.is_finite() {
             // Leave the baselines alone; the training loop skips non-finite steps.
@@ -376,7 +388,7 @@ impl Objective for TraceElbo {
                 .to_dtype(surrogate.dtype())?;
             surrogate = (surrogate + term)?;
         }
-        let mut loss = (surrogate.neg()? / k)?;
+        let mut loss = surrogate.affine(-1.0 / k, 0.0)?;
         if let Some(bl) = baseline_loss {
             let bl = bl.to_dtype(loss.dtype())?;
             loss = (loss + bl)?;

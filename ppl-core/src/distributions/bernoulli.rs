@@ -6,8 +6,9 @@ use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::rng::PplRng;
 use crate::special::softplus;
+use crate::validation;
 use candle_core::Tensor;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The Bernoulli distribution over `{0, 1}`.
 ///
@@ -27,7 +28,9 @@ use std::sync::Arc;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Bernoulli {
-    probs: Tensor,
+    /// `σ(logits)`, computed on first use when built from logits: the common VAE path
+    /// (`from_logits` then `log_prob`) never needs it, and it costs an `exp` per element.
+    probs: OnceLock<Tensor>,
     logits: Tensor,
     batch_shape: Vec<usize>,
 }
@@ -36,24 +39,28 @@ impl Bernoulli {
     /// From probabilities in `[0, 1]`.
     pub fn from_probs(probs: &Tensor) -> Result<Self> {
         let (probs, logits) = binary_probs_logits("Bernoulli", Some(probs), None)?;
-        Ok(Self::build(probs, logits))
+        Ok(Self::build(OnceLock::from(probs), logits))
     }
     /// From logits (log-odds).
     pub fn from_logits(logits: &Tensor) -> Result<Self> {
-        let (probs, logits) = binary_probs_logits("Bernoulli", None, Some(logits))?;
-        Ok(Self::build(probs, logits))
+        validation::check_param("Bernoulli", "logits", logits, &Constraint::Real)?;
+        Ok(Self::build(OnceLock::new(), logits.clone()))
     }
-    fn build(probs: Tensor, logits: Tensor) -> Self {
-        let batch_shape = probs.dims().to_vec();
+    fn build(probs: OnceLock<Tensor>, logits: Tensor) -> Self {
+        let batch_shape = logits.dims().to_vec();
         Self {
             probs,
             logits,
             batch_shape,
         }
     }
-    /// p.
-    pub fn probs(&self) -> &Tensor {
-        &self.probs
+    /// p (`σ(logits)`, computed once on first call when built from logits).
+    pub fn probs(&self) -> Result<Tensor> {
+        if let Some(p) = self.probs.get() {
+            return Ok(p.clone());
+        }
+        let p = candle_nn::ops::sigmoid(&self.logits)?;
+        Ok(self.probs.get_or_init(|| p).clone())
     }
     /// The log-odds.
     pub fn logits(&self) -> &Tensor {
@@ -62,7 +69,7 @@ impl Bernoulli {
 }
 
 impl Distribution for Bernoulli {
-    common_methods!("Bernoulli", probs);
+    common_methods!("Bernoulli", logits);
     fn event_shape(&self) -> &[usize] {
         &[]
     }
@@ -72,7 +79,7 @@ impl Distribution for Bernoulli {
     fn sample(&self, rng: &mut PplRng, sample_shape: &[usize]) -> Result<Tensor> {
         host_sample(
             rng,
-            [&self.probs],
+            [&self.probs()?],
             &self.batch_shape,
             sample_shape,
             |r, [p]| f64::from(r.uniform_open() < p),
@@ -80,34 +87,43 @@ impl Distribution for Bernoulli {
     }
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         let x = prepare_value(self, value)?;
-        // x·l − softplus(l), softplus(l) = r·l + ln(1 + e^{c·l}) with the constants
-        // r = [l ≥ 0] and c = 1 − 2r (so r·l = max(l, 0) and c·l = −|l| ≤ 0): one exp
-        // instead of the general softplus' two (exp dominates this op on the CPU). The
-        // gradient is r + c·σ(c·l) = σ(l) everywhere, 1/2 at l = 0 included; r and c are
-        // explicit constants so no kink convention of candle's relu/abs is involved. Plain
-        // ln: ~1e-7 absolute error where e^{−|l|} is below epsilon.
+        // x·l − softplus(l), with softplus(l) = r·l + ln(1 + e^{c·l}) for the constants
+        // s = sign(l), r = (1 + s)/2 and c = −s (so r·l = max(l, 0) and c·l = −|l| ≤ 0):
+        // one exp instead of the general softplus' two (exp dominates this op on the CPU),
+        // and x·l − r·l = (x − r)·l saves one more op. The gradient is r + c·σ(c·l) = σ(l)
+        // everywhere; at l = 0, s = 0 gives r = 1/2, c = 0 and exactly σ(0) = 1/2, with no
+        // kink convention of candle's relu/abs involved (s is a detached constant). `sign`
+        // is a contiguous unary op, cheaper than a comparison against a broadcast scalar.
+        // Plain ln: ~1e-7 absolute error where e^{−|l|} is below epsilon.
         let l = &self.logits;
-        let r = l.ge(0.0)?.to_dtype(l.dtype())?.detach();
-        let c = r.affine(-2.0, 1.0)?;
-        let tail = (l * &c)?.exp()?.affine(1.0, 1.0)?.log()?;
-        Ok(x.broadcast_mul(l)?.broadcast_sub(&((l * r)? + tail)?)?)
+        let s = l.sign()?.detach();
+        let r = s.affine(0.5, 0.5)?;
+        let tail = (l * s.neg()?)?.exp()?.affine(1.0, 1.0)?.log()?;
+        Ok(x.broadcast_sub(&r)?
+            .broadcast_mul(l)?
+            .broadcast_sub(&tail)?)
     }
     fn mean(&self) -> Result<Tensor> {
-        Ok(self.probs.clone())
+        self.probs()
     }
     fn variance(&self) -> Result<Tensor> {
-        Ok((&self.probs * self.probs.affine(-1.0, 1.0)?)?)
+        let p = self.probs()?;
+        Ok((&p * p.affine(-1.0, 1.0)?)?)
     }
     fn entropy(&self) -> Result<Tensor> {
-        Ok((softplus(&self.logits)? - (&self.probs * &self.logits)?)?)
+        Ok((softplus(&self.logits)? - (self.probs()? * &self.logits)?)?)
     }
     fn support(&self) -> Constraint {
         Constraint::Boolean
     }
     fn expand(&self, batch_shape: &[usize]) -> Result<DynDistribution> {
         check_expand(self.family(), &self.batch_shape, batch_shape)?;
+        let probs = match self.probs.get() {
+            Some(p) => OnceLock::from(p.broadcast_as(batch_shape)?),
+            None => OnceLock::new(),
+        };
         Ok(Arc::new(Self::build(
-            self.probs.broadcast_as(batch_shape)?,
+            probs,
             self.logits.broadcast_as(batch_shape)?,
         )))
     }

@@ -146,8 +146,8 @@ fn kl_bernoulli(p: &Bernoulli, q: &Bernoulli) -> Result<Tensor> {
     let (lp, lq) = (p.logits(), q.logits());
     let pos = (softplus(&lq.neg()?)?.broadcast_sub(&softplus(&lp.neg()?)?))?;
     let neg = softplus(lq)?.broadcast_sub(&softplus(lp)?)?;
-    let pp = p.probs();
-    Ok((pos.broadcast_mul(pp)? + neg.broadcast_mul(&pp.affine(-1.0, 1.0)?)?)?)
+    let pp = p.probs()?;
+    Ok((pos.broadcast_mul(&pp)? + neg.broadcast_mul(&pp.affine(-1.0, 1.0)?)?)?)
 }
 
 /// `Σₖ pₖ (ln pₖ - ln qₖ)`.
