@@ -21,7 +21,7 @@
 //! `--mnist-dir DIR` trains on MNIST IDX files you provide (`train-images-idx3-ubyte` and
 //! `t10k-images-idx3-ubyte`), with the 784-400-20 shape.
 //!
-//! Run: `cargo run --release --example vae_digits` (about a minute on 2 cores).
+//! Run: `cargo run --release --example vae_digits` (about 20 s of training on one thread).
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Linear, Module};
