@@ -1,12 +1,11 @@
 use super::common::{
-    binary_probs_logits, check_expand, common_methods, host_sample, prepare_value,
+    binary_logits, binary_probs_logits, check_expand, common_methods, host_sample, prepare_value,
 };
 use super::{Distribution, DynDistribution};
 use crate::constraints::Constraint;
 use crate::error::Result;
 use crate::rng::PplRng;
 use crate::special::softplus;
-use crate::validation;
 use candle_core::Tensor;
 use std::sync::{Arc, OnceLock};
 
@@ -43,8 +42,10 @@ impl Bernoulli {
     }
     /// From logits (log-odds).
     pub fn from_logits(logits: &Tensor) -> Result<Self> {
-        validation::check_param("Bernoulli", "logits", logits, &Constraint::Real)?;
-        Ok(Self::build(OnceLock::new(), logits.clone()))
+        Ok(Self::build(
+            OnceLock::new(),
+            binary_logits("Bernoulli", logits)?,
+        ))
     }
     fn build(probs: OnceLock<Tensor>, logits: Tensor) -> Self {
         let batch_shape = logits.dims().to_vec();

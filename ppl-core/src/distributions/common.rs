@@ -161,15 +161,19 @@ pub(crate) fn binary_probs_logits(
             validation::check_param(family, "probs", p, &Constraint::UnitInterval)?;
             Ok((p.clone(), crate::special::logit(&clamp_probs(p)?)?))
         }
-        (None, Some(l)) => {
-            validation::check_param(family, "logits", l, &Constraint::Real)?;
-            Ok((candle_nn::ops::sigmoid(l)?, l.clone()))
-        }
+        (None, Some(l)) => Ok((candle_nn::ops::sigmoid(l)?, binary_logits(family, l)?)),
         _ => Err(shape_err(
             family,
             "give exactly one of `probs` and `logits`",
         )),
     }
+}
+
+/// Binary-event logits, validated (finite), without computing `σ(logits)`: for families
+/// that need only the logits on their hot path.
+pub(crate) fn binary_logits(family: &'static str, logits: &Tensor) -> Result<Tensor> {
+    validation::check_param(family, "logits", logits, &Constraint::Real)?;
+    Ok(logits.clone())
 }
 
 /// Normalised `(probs, logits)` over the last dim from either `probs` (a simplex) or
@@ -259,8 +263,8 @@ impl LocScale {
         Ok(x.broadcast_sub(&self.loc)?.broadcast_div(&self.scale)?)
     }
 
-    /// `loc + scale · ε` with standard noise ε drawn on the host by `draw`.
-    pub(crate) fn sample_with(
+    /// Standard noise ε of shape `sample_shape + batch`, drawn on the host by `draw`.
+    pub(crate) fn noise(
         &self,
         rng: &mut PplRng,
         sample_shape: &[usize],
@@ -269,6 +273,16 @@ impl LocScale {
         let shape = out_shape(sample_shape, &self.batch_shape, &[]);
         let n = shape.iter().product();
         let e: Vec<f64> = (0..n).map(|_| draw(rng)).collect();
-        self.shift_scale(&upload(e, &shape, self.loc.dtype(), self.loc.device())?)
+        upload(e, &shape, self.loc.dtype(), self.loc.device())
+    }
+
+    /// `loc + scale · ε` with standard noise ε drawn on the host by `draw`.
+    pub(crate) fn sample_with(
+        &self,
+        rng: &mut PplRng,
+        sample_shape: &[usize],
+        draw: impl FnMut(&mut PplRng) -> f64,
+    ) -> Result<Tensor> {
+        self.shift_scale(&self.noise(rng, sample_shape, draw)?)
     }
 }

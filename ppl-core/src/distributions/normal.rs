@@ -1,8 +1,8 @@
-use super::common::{common_methods, out_shape, prepare_value, LocScale};
+use super::common::{common_methods, prepare_value, LocScale};
 use super::{Distribution, DynDistribution};
 use crate::constraints::Constraint;
 use crate::error::Result;
-use crate::rng::{upload, PplRng};
+use crate::rng::PplRng;
 use crate::special::HALF_LN_2PI;
 use candle_core::{DType, Device, Tensor};
 use std::sync::Arc;
@@ -72,10 +72,7 @@ impl Distribution for Normal {
     }
     fn sample(&self, rng: &mut PplRng, sample_shape: &[usize]) -> Result<Tensor> {
         if self.standard {
-            let shape = out_shape(sample_shape, &self.p.batch_shape, &[]);
-            let n = shape.iter().product();
-            let e: Vec<f64> = (0..n).map(|_| rng.standard_normal()).collect();
-            return upload(e, &shape, self.p.loc.dtype(), self.p.loc.device());
+            return self.p.noise(rng, sample_shape, PplRng::standard_normal);
         }
         self.p
             .sample_with(rng, sample_shape, PplRng::standard_normal)

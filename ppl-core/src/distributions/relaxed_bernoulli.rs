@@ -1,5 +1,6 @@
 use super::common::{
-    binary_probs_logits, check_expand, clamp_probs, common_methods, out_shape, prepare_value,
+    binary_logits, binary_probs_logits, check_expand, clamp_probs, common_methods, out_shape,
+    prepare_value,
 };
 use super::{Distribution, DynDistribution};
 use crate::constraints::Constraint;
@@ -44,8 +45,7 @@ impl RelaxedBernoulli {
     }
     /// From a temperature and logits.
     pub fn from_logits(temperature: &Tensor, logits: &Tensor) -> Result<Self> {
-        let (_, l) = binary_probs_logits("RelaxedBernoulli", None, Some(logits))?;
-        Self::build(temperature, &l)
+        Self::build(temperature, &binary_logits("RelaxedBernoulli", logits)?)
     }
     fn build(temperature: &Tensor, logits: &Tensor) -> Result<Self> {
         check_param(
