@@ -66,6 +66,16 @@ pub enum PplError {
         /// What failed.
         reason: String,
     },
+    /// An invalid setting of an engine, objective, optimiser, trainer or guide (a number
+    /// of particles of 0, a learning rate that is not positive, an unknown parameter
+    /// group, ...). Built with [`PplError::config`].
+    #[error("{context}: invalid configuration: {message}")]
+    InvalidConfig {
+        /// The type or function whose setting is invalid, e.g. `"TraceElbo"`.
+        context: &'static str,
+        /// What is wrong, naming the value given.
+        message: String,
+    },
     /// An argument that is malformed in a way no other variant describes.
     #[error("{context}: {message}")]
     InvalidArgument {
@@ -135,6 +145,17 @@ pub enum PplError {
     /// An error raised by candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+}
+
+impl PplError {
+    /// An [`PplError::InvalidConfig`]: `context` names the type or function, `message`
+    /// what is wrong with the value given.
+    pub fn config(context: &'static str, message: impl Into<String>) -> Self {
+        PplError::InvalidConfig {
+            context,
+            message: message.into(),
+        }
+    }
 }
 
 /// `Result` with [`PplError`].
