@@ -148,6 +148,37 @@ pub enum PplError {
 }
 
 impl PplError {
+    /// A [`PplError::Site`] at site `site` (e.g. `x` or `enc/z[3]`), with `plates` the
+    /// enclosing plates as [`describe_plates`](crate::message::describe_plates) writes them
+    /// (empty outside any plate).
+    pub fn site(
+        site: impl ToString,
+        plates: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        PplError::Site {
+            site: site.to_string(),
+            plates: plates.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A [`PplError::File`] about `path`.
+    pub fn file(path: &std::path::Path, reason: impl Into<String>) -> Self {
+        PplError::File {
+            path: path.display().to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A [`PplError::GuideMismatch`] at site `site`.
+    pub fn guide_mismatch(site: impl ToString, reason: impl Into<String>) -> Self {
+        PplError::GuideMismatch {
+            site: site.to_string(),
+            reason: reason.into(),
+        }
+    }
+
     /// An [`PplError::InvalidConfig`]: `context` names the type or function, `message`
     /// what is wrong with the value given.
     pub fn config(context: &'static str, message: impl Into<String>) -> Self {

@@ -15,6 +15,12 @@ impl Seed {
             rng: PplRng::seed_from_u64(seed),
         }
     }
+
+    /// Uses `rng` (e.g. a clone of the context's generator, to run something without
+    /// advancing the context's stream).
+    pub fn from_rng(rng: PplRng) -> Self {
+        Seed { rng }
+    }
 }
 
 impl Handler for Seed {
