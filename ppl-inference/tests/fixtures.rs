@@ -3,6 +3,10 @@
 //! rule at many points, evidence against importance sampling from the prior and (for the
 //! mixture) explicit enumeration, and the models' shapes under a particle plate.
 
+// Row-major host arrays are indexed as `x[i * d + j]` next to other arrays: index loops
+// read better here than iterator chains.
+#![allow(clippy::needless_range_loop)]
+
 mod common;
 
 use candle_core::{DType, Device, Tensor};
@@ -371,7 +375,8 @@ test_on_devices!(fn models_vectorise_over_a_particle_plate(device) {
     let k = 3;
     let dtype = DType::F64;
     let mut ctx = ctx_on(3, &device, dtype);
-    let cases: Vec<(Box<dyn Model<Output = ()>>, &str, Vec<usize>)> = vec![
+    type Case = (Box<dyn Model<Output = ()>>, &'static str, Vec<usize>);
+    let cases: Vec<Case> = vec![
         (
             Box::new(ConjugateGaussian::from_config(1, gauss(5, 2), dtype, &device).unwrap()),
             "z",

@@ -92,7 +92,8 @@ impl GaussianMixture {
                 ),
             ));
         }
-        if config.weights.iter().any(|w| !(*w > 0.0)) || config.scales.iter().any(|s| !(*s > 0.0)) {
+        let positive = |v: &f64| *v > 0.0 && v.is_finite();
+        if !config.weights.iter().all(positive) || !config.scales.iter().all(positive) {
             return Err(PplError::config(
                 "GaussianMixture",
                 "weights and scales must be positive",

@@ -59,7 +59,7 @@ pub fn upload_rounded(
 
 /// A scalar tensor of `dtype` on `device`.
 pub fn scalar(v: f64, dtype: DType, device: &Device) -> Result<Tensor> {
-    Ok(ppl_core::rng::upload(vec![v], &[], dtype, device)?)
+    ppl_core::rng::upload(vec![v], &[], dtype, device)
 }
 
 /// The rows of `data` (along dim 0) that plate guard `g` selects: all of them without
