@@ -71,18 +71,18 @@
 // namespaces where names are many.
 
 // The model runtime.
-pub use ppl_core::choices::ChoiceMap;
-pub use ppl_core::compat::check_guide;
-pub use ppl_core::constraints::Constraint;
-pub use ppl_core::ctx::{Ctx, PlateGuard, PlateOpts};
-pub use ppl_core::device::{best_device, device_from_name};
-pub use ppl_core::error::{PplError, Result};
-pub use ppl_core::message::{Message, PlateFrame};
-pub use ppl_core::model::{assess, generate, simulate, Model};
-pub use ppl_core::params::ParamStore;
-pub use ppl_core::rng::PplRng;
-pub use ppl_core::site::{SiteKind, SiteName};
-pub use ppl_core::trace::{Site, Trace};
+pub use ppl_core::check_guide;
+pub use ppl_core::ChoiceMap;
+pub use ppl_core::Constraint;
+pub use ppl_core::ParamStore;
+pub use ppl_core::PplRng;
+pub use ppl_core::{assess, generate, simulate, Model};
+pub use ppl_core::{best_device, device_from_name};
+pub use ppl_core::{Ctx, PlateGuard, PlateOpts};
+pub use ppl_core::{Message, PlateFrame};
+pub use ppl_core::{PplError, Result};
+pub use ppl_core::{Site, Trace};
+pub use ppl_core::{SiteKind, SiteName};
 pub use ppl_macros::model;
 
 // Inference: the engine contract, training, prediction.
@@ -101,7 +101,7 @@ pub use ppl_inference::{engines, guides, observers};
 #[doc(hidden)]
 pub mod __private {
     pub use candle_core::Tensor;
-    pub use ppl_core::params::ParamInit;
+    pub use ppl_core::ParamInit;
 }
 
 /// A latent site: `let z = sample!(dist)` or `sample!(name, dist)`.

@@ -4,29 +4,22 @@
 //! candle tensors, the random-number generator the library owns, special functions and
 //! linear algebra candle lacks, constraints, and the error type.
 //!
-//! A map of the crate:
+//! A map of the crate. Modules are private; their items are re-exported once, at the root
+//! (`ppl_core::Ctx`, `ppl_core::Trace`, ...), except where names are many, which live in
+//! public namespaces:
 //!
-//! | module | what lives there |
+//! | where | what lives there |
 //! |---|---|
-//! | [`distributions`] | the [`Distribution`](distributions::Distribution) trait, one file per family, `Independent`/`Masked` wrappers, analytic KL |
-//! | [`rng`] | [`PplRng`](rng::PplRng): seedable ChaCha8 stream; all noise is drawn here and uploaded |
-//! | [`special`] | differentiable `lgamma`, `digamma`, `log1p`, `softplus`, `logit`, Bessel functions |
-//! | [`linalg`] | differentiable Cholesky and triangular solve |
-//! | [`constraints`] | supports and parameter domains |
-//! | [`validation`] | argument checks (on by default) and the scoped opt-out |
-//! | [`tensor`] | broadcasting and host-transfer helpers |
-//! | [`device`] | run-time device selection (CPU, or CUDA with the `cuda` feature) |
-//! | [`error`] | [`PplError`] and [`Result`] |
-//! | [`ctx`] | [`Ctx`](ctx::Ctx): the explicit run context (handler stack, RNG, params, device) and the primitives |
-//! | [`message`] | the [`Message`](message::Message) a site sends through the handlers, plate frames |
-//! | [`handlers`] | the [`Handler`](handlers::Handler) trait, one file per handler: trace, replay, condition, substitute, block, scale, mask, seed, scope, plate, stop-gradient |
-//! | [`trace`] | [`Trace`](trace::Trace) and [`Site`](trace::Site): log joint, filters, per-plate log densities, shape table |
-//! | [`site`] | [`SiteName`](site::SiteName) (allocation-free literal and indexed names) and [`SiteKind`](site::SiteKind) |
-//! | [`choices`] | [`ChoiceMap`](choices::ChoiceMap): values by site name |
-//! | [`model`] | the [`Model`](model::Model) trait; `simulate`, `generate`, `assess` |
-//! | [`compat`] | [`check_guide`](compat::check_guide): model/guide compatibility |
-//! | [`params`] | [`ParamStore`](params::ParamStore): constrained parameters on a `VarMap`, safetensors save/load |
+//! | root, from `ctx.rs` | [`Ctx`]: the explicit run context (handler stack, RNG, params, device) and the primitives; [`PlateOpts`], [`PlateGuard`] |
+//! | root, from `trace.rs`, `site.rs`, `message.rs`, `choices.rs` | [`Trace`] and [`Site`] (log joint, filters, per-plate log densities, shape table); [`SiteName`], [`SiteKind`]; the [`Message`] a site sends through the handlers, [`PlateFrame`]; [`ChoiceMap`] |
+//! | root, from `model.rs`, `compat.rs` | the [`Model`] trait; [`simulate`], [`generate`], [`assess`]; [`check_guide`] |
+//! | root, from `params.rs` | [`ParamStore`]: constrained parameters on a `VarMap`, safetensors save/load, [`atomic_write`] |
+//! | root, from `rng.rs`, `device.rs`, `constraints.rs`, `error.rs` | [`PplRng`] (seedable ChaCha8; all noise is drawn here and uploaded), [`best_device`], [`Constraint`], [`PplError`] and [`Result`] |
+//! | [`distributions`] | the [`Distribution`](distributions::Distribution) trait, one file per family, wrappers, analytic KL |
+//! | [`handlers`] | the [`Handler`](handlers::Handler) trait, one file per handler |
 //! | [`transforms`] | bijections onto constrained supports ([`biject_to`](transforms::biject_to)) |
+//! | [`special`], [`linalg`], [`tensor`] | differentiable special functions, linear algebra, broadcasting and host-transfer helpers |
+//! | [`validation`] | argument checks (on by default) and the scoped opt-out |
 //!
 //! ```
 //! use ppl_core::prelude::*;
@@ -42,27 +35,38 @@
 
 #![warn(missing_docs)]
 
-pub mod choices;
-pub mod compat;
-pub mod constraints;
-pub mod ctx;
-pub mod device;
+mod choices;
+mod compat;
+mod constraints;
+mod ctx;
+mod device;
 pub mod distributions;
-pub mod error;
+mod error;
 pub mod handlers;
 pub mod linalg;
-pub mod message;
-pub mod model;
-pub mod params;
-pub mod rng;
-pub mod site;
+mod message;
+mod model;
+mod params;
+mod rng;
+mod site;
 pub mod special;
 pub mod tensor;
-pub mod trace;
+mod trace;
 pub mod transforms;
 pub mod validation;
 
+pub use choices::ChoiceMap;
+pub use compat::check_guide;
+pub use constraints::Constraint;
+pub use ctx::{Ctx, PlateGuard, PlateOpts};
+pub use device::{best_device, device_from_name};
 pub use error::{PplError, Result};
+pub use message::{describe_plates, Message, PlateFrame, PlateStack};
+pub use model::{assess, generate, simulate, Model};
+pub use params::{atomic_write, read_safetensors, write_safetensors, ParamInit, ParamStore};
+pub use rng::{upload, PplRng, RngState};
+pub use site::{SiteKind, SiteName};
+pub use trace::{Site, Trace};
 
 /// The names most programs need.
 pub mod prelude {

@@ -10,7 +10,7 @@ mod common;
 use candle_core::{DType, Device, Tensor, Var};
 use common::*;
 use ppl_core::prelude::*;
-use ppl_core::rng::RngState;
+use ppl_core::RngState;
 
 type Build = dyn Fn(&[Tensor]) -> Box<dyn Distribution>;
 

@@ -480,13 +480,13 @@ struct CountAndWeight {
 }
 
 impl ppl_core::handlers::Handler for CountAndWeight {
-    fn process(&mut self, msg: &mut ppl_core::message::Message) -> Result<()> {
+    fn process(&mut self, msg: &mut ppl_core::Message) -> Result<()> {
         if msg.observed {
             msg.scale *= 2.0;
         }
         Ok(())
     }
-    fn postprocess(&mut self, msg: &mut ppl_core::message::Message) -> Result<()> {
+    fn postprocess(&mut self, msg: &mut ppl_core::Message) -> Result<()> {
         self.seen.push(msg.name.to_string());
         Ok(())
     }

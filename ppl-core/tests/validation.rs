@@ -462,20 +462,17 @@ fn validation_can_be_disabled_per_thread() {
 
 #[test]
 fn device_names() {
+    assert!(matches!(ppl_core::device_from_name("cpu"), Ok(Device::Cpu)));
     assert!(matches!(
-        ppl_core::device::device_from_name("cpu"),
-        Ok(Device::Cpu)
-    ));
-    assert!(matches!(
-        ppl_core::device::device_from_name("tpu"),
+        ppl_core::device_from_name("tpu"),
         Err(PplError::InvalidArgument { .. })
     ));
     assert!(matches!(
-        ppl_core::device::device_from_name("cuda:x"),
+        ppl_core::device_from_name("cuda:x"),
         Err(PplError::InvalidArgument { .. })
     ));
     #[cfg(not(feature = "cuda"))]
-    assert!(ppl_core::device::best_device().unwrap().is_cpu());
+    assert!(ppl_core::best_device().unwrap().is_cpu());
 }
 
 #[test]

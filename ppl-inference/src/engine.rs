@@ -23,8 +23,8 @@
 //!    later steps (e.g. moving-average baselines), saved in checkpoints.
 
 use candle_core::Tensor;
-use ppl_core::ctx::Ctx;
-use ppl_core::error::Result;
+use ppl_core::Ctx;
+use ppl_core::Result;
 use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::collections::HashMap;

@@ -4,7 +4,7 @@
 
 use candle_core::{DType, Tensor};
 use plotters::prelude::*;
-use ppl_core::error::{PplError, Result};
+use ppl_core::{PplError, Result};
 use std::path::Path;
 
 /// Writes `images` (`[N, H, W]`, values in `[0, 1]`, clamped) as a PNG grid with `cols`

@@ -12,11 +12,11 @@
 
 use crate::importance::{log_mean_exp0, ModelInfo, Particles, WeightBuilder};
 use candle_core::Tensor;
-use ppl_core::ctx::Ctx;
-use ppl_core::error::{PplError, Result};
 use ppl_core::handlers::Replay;
-use ppl_core::model::Model;
-use ppl_core::site::SiteKind;
+use ppl_core::Ctx;
+use ppl_core::Model;
+use ppl_core::SiteKind;
+use ppl_core::{PplError, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -116,7 +116,7 @@ pub fn log_likelihood<M: Model + ?Sized, G: Model + ?Sized>(
         ));
     }
     let info = ModelInfo::probe(ctx, model, guide)?;
-    let in_plate = |s: &ppl_core::trace::Site| s.plates.iter().any(|f| f.name.matches(plate));
+    let in_plate = |s: &ppl_core::Site| s.plates.iter().any(|f| f.name.matches(plate));
     if !info.model.sites().iter().any(in_plate) {
         return Err(PplError::config(
             "log_likelihood",

@@ -207,7 +207,7 @@ fn cosine(steps: u64) -> ppl_inference::Cosine {
 }
 
 /// The ELBO averaged over 200 particles (its variance vanishes at the exact posterior).
-fn elbo_of<G: ppl_core::model::Model>(ctx: &mut Ctx, blr: &Blr, guide: &G) -> f64 {
+fn elbo_of<G: ppl_core::Model>(ctx: &mut Ctx, blr: &Blr, guide: &G) -> f64 {
     let m = |c: &mut Ctx| blr.model(c);
     let mut e = TraceElbo::new().with_particles(200).unwrap();
     e.init_with(ctx, &m, guide).unwrap();

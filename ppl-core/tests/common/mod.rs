@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use candle_core::{DType, Device, Tensor};
-use ppl_core::rng::PplRng;
+use ppl_core::PplRng;
 
 pub fn t(v: &[f64], shape: &[usize], dtype: DType) -> Tensor {
     Tensor::from_vec(v.to_vec(), shape, &Device::Cpu)

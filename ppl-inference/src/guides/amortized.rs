@@ -1,10 +1,10 @@
 use super::{prototype_trace, AutoNormal, LatentSite};
 use candle_core::{Tensor, D};
 use candle_nn::{Linear, Module};
-use ppl_core::ctx::{Ctx, PlateOpts};
-use ppl_core::error::{PplError, Result};
-use ppl_core::model::Model;
 use ppl_core::special::softplus;
+use ppl_core::Model;
+use ppl_core::{Ctx, PlateOpts};
+use ppl_core::{PplError, Result};
 
 /// An amortised mean-field guide built from the model's trace: an MLP encoder maps each
 /// data point `x_i` of a plate to the Gaussian parameters of every local latent of that

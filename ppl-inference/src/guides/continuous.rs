@@ -9,14 +9,14 @@
 
 use super::{prototype, LatentSite};
 use candle_core::{Tensor, D};
-use ppl_core::constraints::Constraint;
-use ppl_core::ctx::Ctx;
 use ppl_core::distributions::{
     Delta, DynDistribution, LowRankMultivariateNormal, MultivariateNormal,
 };
-use ppl_core::error::{PplError, Result};
-use ppl_core::model::Model;
 use ppl_core::tensor::sum_rightmost;
+use ppl_core::Constraint;
+use ppl_core::Ctx;
+use ppl_core::Model;
+use ppl_core::{PplError, Result};
 use std::sync::Arc;
 
 /// Name of the auxiliary joint site.

@@ -1,9 +1,9 @@
 use super::{prototype, LatentSite};
 use candle_core::Tensor;
-use ppl_core::ctx::Ctx;
 use ppl_core::distributions::Delta;
-use ppl_core::error::Result;
-use ppl_core::model::Model;
+use ppl_core::Ctx;
+use ppl_core::Model;
+use ppl_core::Result;
 
 /// MAP estimation: every latent `z` gets a point mass `q(z) = δ(z − ẑ)` at a parameter
 /// `ẑ` kept in the latent's support. `log q = 0`, so the ELBO is `log p(x, ẑ)` and SVI

@@ -26,14 +26,14 @@ pub use delta::AutoDelta;
 pub use normal::AutoNormal;
 
 use candle_core::Tensor;
-use ppl_core::constraints::Constraint;
-use ppl_core::ctx::{Ctx, PlateGuard, PlateOpts};
-use ppl_core::error::{PplError, Result};
-use ppl_core::message::PlateFrame;
-use ppl_core::model::Model;
-use ppl_core::site::SiteName;
-use ppl_core::trace::Trace;
 use ppl_core::transforms::{biject_to, Transform};
+use ppl_core::Constraint;
+use ppl_core::Model;
+use ppl_core::PlateFrame;
+use ppl_core::SiteName;
+use ppl_core::Trace;
+use ppl_core::{Ctx, PlateGuard, PlateOpts};
+use ppl_core::{PplError, Result};
 use std::sync::Arc;
 
 /// One latent site of the prototype trace.

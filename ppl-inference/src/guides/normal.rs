@@ -1,10 +1,10 @@
 use super::{prototype, LatentSite};
 use candle_core::Tensor;
-use ppl_core::constraints::Constraint;
-use ppl_core::ctx::Ctx;
 use ppl_core::distributions::{DistributionExt, DynDistribution, Normal, TransformedDistribution};
-use ppl_core::error::{PplError, Result};
-use ppl_core::model::Model;
+use ppl_core::Constraint;
+use ppl_core::Ctx;
+use ppl_core::Model;
+use ppl_core::{PplError, Result};
 
 /// Mean-field Gaussian on unconstrained space (Pyro's `AutoNormal`): every latent `z_s`
 /// gets `q(z_s) = T_s(N(μ_s, diag σ_s²))`, with `T_s` the bijection onto its support, so

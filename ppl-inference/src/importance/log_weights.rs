@@ -9,9 +9,9 @@
 
 use super::particles::{log_mean_exp0, Particles};
 use candle_core::{Tensor, D};
-use ppl_core::error::{PplError, Result};
-use ppl_core::message::PlateFrame;
-use ppl_core::trace::{Site, Trace};
+use ppl_core::PlateFrame;
+use ppl_core::{PplError, Result};
+use ppl_core::{Site, Trace};
 
 /// Log weights, split into terms shared by every data point and per-point terms.
 #[derive(Debug, Clone)]

@@ -2,12 +2,12 @@
 //! [`Engine::init`](crate::Engine::init).
 
 use super::particles::Particles;
-use ppl_core::compat::check_guide;
-use ppl_core::ctx::Ctx;
-use ppl_core::error::Result;
+use ppl_core::check_guide;
 use ppl_core::handlers::Seed;
-use ppl_core::model::Model;
-use ppl_core::trace::Trace;
+use ppl_core::Ctx;
+use ppl_core::Model;
+use ppl_core::Result;
+use ppl_core::Trace;
 
 /// What one traced run of the guide, and of the model replaying it, tells an engine.
 #[derive(Debug, Clone)]

@@ -8,12 +8,12 @@
 //! chosen plates and summing the rest.
 
 use candle_core::Tensor;
-use ppl_core::ctx::{Ctx, PlateOpts};
-use ppl_core::error::{PplError, Result};
 use ppl_core::handlers::{Replay, StopGradient};
-use ppl_core::message::PlateFrame;
-use ppl_core::model::Model;
-use ppl_core::trace::{Site, Trace};
+use ppl_core::Model;
+use ppl_core::PlateFrame;
+use ppl_core::{Ctx, PlateOpts};
+use ppl_core::{PplError, Result};
+use ppl_core::{Site, Trace};
 
 /// Name of the plate that vectorises particles.
 pub const PARTICLES: &str = "__particles";
@@ -109,7 +109,7 @@ impl Particles {
         if axis < 0 || lp.dim(axis as usize)? != self.k {
             return Err(PplError::site(
                 &site.name,
-                ppl_core::message::describe_plates(&site.plates),
+                ppl_core::describe_plates(&site.plates),
                 format!(
                     "log density of shape {:?} has no particle dim of size {} at dim {} \
                      (the model and guide used {} batch dims when the engine was \

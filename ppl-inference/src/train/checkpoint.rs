@@ -10,10 +10,10 @@
 use super::trainer::Trainer;
 use crate::engine::Engine;
 use candle_core::Tensor;
-use ppl_core::ctx::Ctx;
-use ppl_core::error::{PplError, Result};
-use ppl_core::params::{read_safetensors, write_safetensors};
-use ppl_core::rng::{PplRng, RngState};
+use ppl_core::Ctx;
+use ppl_core::{read_safetensors, write_safetensors};
+use ppl_core::{PplError, Result};
+use ppl_core::{PplRng, RngState};
 use std::collections::HashMap;
 use std::path::Path;
 

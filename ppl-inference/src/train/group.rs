@@ -14,7 +14,7 @@
 use super::optim::Optimizer;
 use super::schedule::{Constant, Schedule};
 use candle_core::Var;
-use ppl_core::error::{PplError, Result};
+use ppl_core::{PplError, Result};
 
 /// Which variables a group updates.
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 //! positive) and saves its step count in checkpoints, so a resumed run continues the
 //! schedule where it stopped.
 
-use ppl_core::error::{PplError, Result};
+use ppl_core::{PplError, Result};
 
 /// The learning rate at each step (0-based).
 pub trait Schedule {

@@ -18,8 +18,8 @@ use super::schedule::Schedule;
 use crate::engine::{Engine, Metrics};
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
-use ppl_core::ctx::Ctx;
-use ppl_core::error::{PplError, Result};
+use ppl_core::Ctx;
+use ppl_core::{PplError, Result};
 use std::collections::BTreeMap;
 
 /// What observers see after each step.

@@ -2,7 +2,7 @@
 //! small Cholesky for the few-dimensional matrices of the fixtures (d ≤ 5, or the n × n
 //! marginal covariance of a small regression in a check). Nothing here touches a tensor.
 
-use ppl_core::error::{PplError, Result};
+use ppl_core::{PplError, Result};
 
 /// `log N(x; mean, sd²)`.
 pub fn log_normal(x: f64, mean: f64, sd: f64) -> f64 {

@@ -4,7 +4,7 @@
 //! Each test binary declares `mod common;` at its root and uses a subset, hence the
 //! `allow(dead_code)` below (clippy's `-D warnings` would otherwise fail on the unused
 //! rest). The fixtures use only ppl-core: a model is a method `model(&self, ctx)` and
-//! each fixture also implements [`Model`](ppl_core::model::Model), so `&fixture` can be
+//! each fixture also implements [`Model`](ppl_core::Model), so `&fixture` can be
 //! passed wherever a model is expected.
 //!
 //! | fixture | latents | exact answers |
@@ -41,8 +41,8 @@ pub use linreg::{LinRegConfig, LinearRegression};
 pub use mixture::{GaussianMixture, MixtureConfig};
 
 use candle_core::{DType, Device, Tensor};
-use ppl_core::ctx::PlateGuard;
-use ppl_core::error::Result;
+use ppl_core::PlateGuard;
+use ppl_core::Result;
 
 /// Uploads host values as a `dtype` tensor and returns it with the values it holds
 /// (rounded to the dtype), so exact answers can use exactly what the model sees.
@@ -52,14 +52,14 @@ pub fn upload_rounded(
     dtype: DType,
     device: &Device,
 ) -> Result<(Tensor, Vec<f64>)> {
-    let t = ppl_core::rng::upload(values, shape, dtype, device)?;
+    let t = ppl_core::upload(values, shape, dtype, device)?;
     let host = ppl_core::tensor::host_f64(&t)?;
     Ok((t, host))
 }
 
 /// A scalar tensor of `dtype` on `device`.
 pub fn scalar(v: f64, dtype: DType, device: &Device) -> Result<Tensor> {
-    ppl_core::rng::upload(vec![v], &[], dtype, device)
+    ppl_core::upload(vec![v], &[], dtype, device)
 }
 
 /// The rows of `data` (along dim 0) that plate guard `g` selects: all of them without

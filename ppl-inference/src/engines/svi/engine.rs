@@ -12,9 +12,9 @@ use super::objective::Objective;
 use crate::engine::{Engine, StepOutput};
 use crate::importance::ModelInfo;
 use candle_core::Tensor;
-use ppl_core::ctx::Ctx;
-use ppl_core::error::Result;
-use ppl_core::model::Model;
+use ppl_core::Ctx;
+use ppl_core::Model;
+use ppl_core::Result;
 use std::collections::HashMap;
 
 /// SVI on a model and guide with an objective. See the [module docs](self).

@@ -32,9 +32,9 @@ use super::objective::{not_initialised, Objective, ObjectiveOutput};
 use crate::engine::Metrics;
 use crate::importance::{scalar, GuideLogQ, LogWeights, ModelInfo, Particles, WeightBuilder};
 use candle_core::Tensor;
-use ppl_core::ctx::Ctx;
-use ppl_core::error::{PplError, Result};
-use ppl_core::model::Model;
+use ppl_core::Ctx;
+use ppl_core::Model;
+use ppl_core::{PplError, Result};
 
 /// The multi-sample objective. See the [module docs](self).
 #[derive(Debug, Clone)]

@@ -5,9 +5,9 @@
 use crate::engine::Metrics;
 use crate::importance::ModelInfo;
 use candle_core::Tensor;
-use ppl_core::ctx::Ctx;
-use ppl_core::error::{PplError, Result};
-use ppl_core::model::Model;
+use ppl_core::Ctx;
+use ppl_core::Model;
+use ppl_core::{PplError, Result};
 use std::collections::HashMap;
 
 /// One evaluation of an objective.

@@ -38,14 +38,14 @@ use super::objective::{not_initialised, Objective, ObjectiveOutput};
 use crate::engine::Metrics;
 use crate::importance::{scalar, ModelInfo, Particles};
 use candle_core::Tensor;
-use ppl_core::constraints::Constraint;
-use ppl_core::ctx::Ctx;
 use ppl_core::distributions::kl_divergence;
-use ppl_core::error::{PplError, Result};
 use ppl_core::handlers::StopGradient;
-use ppl_core::model::Model;
-use ppl_core::site::SiteName;
-use ppl_core::trace::{Site, Trace};
+use ppl_core::Constraint;
+use ppl_core::Ctx;
+use ppl_core::Model;
+use ppl_core::SiteName;
+use ppl_core::{PplError, Result};
+use ppl_core::{Site, Trace};
 use std::collections::{HashMap, HashSet};
 
 /// The prefix of the moving-average baselines in [`Objective::state`].

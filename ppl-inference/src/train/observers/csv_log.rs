@@ -1,5 +1,5 @@
 use crate::train::{Control, Observer, StepInfo, TrainReport};
-use ppl_core::error::{PplError, Result};
+use ppl_core::{PplError, Result};
 use std::fmt::Write;
 use std::path::PathBuf;
 
@@ -61,7 +61,7 @@ impl Observer for CsvLog {
             }
             out.push('\n');
         }
-        ppl_core::params::atomic_write(&self.path, out.as_bytes()).map_err(|e| match e {
+        ppl_core::atomic_write(&self.path, out.as_bytes()).map_err(|e| match e {
             PplError::File { .. } => e,
             other => PplError::file(&self.path, other.to_string()),
         })

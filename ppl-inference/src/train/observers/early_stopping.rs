@@ -1,5 +1,5 @@
 use crate::train::{Control, Observer, StepInfo};
-use ppl_core::error::Result;
+use ppl_core::Result;
 
 /// Stops when the moving-average loss has not improved by more than `min_delta` for
 /// `patience` steps (a plateau).

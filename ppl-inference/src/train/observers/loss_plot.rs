@@ -1,6 +1,6 @@
 use crate::train::{Control, Observer, StepInfo, TrainReport};
 use plotters::prelude::*;
-use ppl_core::error::{PplError, Result};
+use ppl_core::{PplError, Result};
 use std::path::PathBuf;
 
 /// Draws the loss curve and its moving average at the end of the run: an SVG with caption

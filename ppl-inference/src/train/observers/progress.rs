@@ -1,6 +1,6 @@
 use crate::train::{Control, Observer, StepInfo, TrainReport};
 use indicatif::{ProgressBar, ProgressStyle};
-use ppl_core::error::Result;
+use ppl_core::Result;
 
 /// An indicatif progress bar showing the step, the loss, its moving average, the learning
 /// rate and the engine's metrics (drawn on stderr; hidden when stderr is not a terminal).

@@ -18,7 +18,7 @@ pub use sgd::Sgd;
 
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
-use ppl_core::error::Result;
+use ppl_core::Result;
 use std::collections::HashMap;
 
 /// A first-order optimiser over named variables whose state can be exported.

@@ -3,7 +3,7 @@
 use super::Optimizer;
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
-use ppl_core::error::{PplError, Result};
+use ppl_core::{PplError, Result};
 use std::collections::{BTreeMap, HashMap};
 
 /// Stochastic gradient descent with optional momentum μ ∈ [0, 1).
