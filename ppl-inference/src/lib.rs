@@ -16,7 +16,7 @@
 //! | [`trace_elbo`] | [`TraceElbo`](trace_elbo::TraceElbo): reparameterised + score-function ELBO (baselines, Rao-Blackwellisation, analytic KL) |
 //! | [`iwae`] | [`Iwae`](iwae::Iwae): IWAE, Rényi-α and DReG, per data point with local latents |
 //! | [`particles`] | `K` particles vectorised in one run; reductions of site densities |
-//! | [`plots`] | image grids (samples, reconstructions) as PNG |
+//! | [`plots`] | line charts (loss and metric panels, PNG or SVG) and image grids (samples, reconstructions) as PNG, with text from an embedded font |
 //! | [`predictive`] | posterior predictive samples, per-point IWAE `log p(x_i)`, `.npz` export |
 //! | [`svi`] | [`Svi`](svi::Svi): the SVI engine over any objective |
 
