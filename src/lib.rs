@@ -87,15 +87,14 @@ pub use ppl_macros::model;
 
 // Inference: the engine contract, training, prediction.
 pub use ppl_inference::{
-    image_grid, load_checkpoint, log_likelihood, save_checkpoint, save_npz, Adam, Constant,
-    Control, Cosine, Engine, ExponentialDecay, LogWeights, Metrics, ModelInfo, Observer, Optimizer,
-    ParamGroup, Particles, Predictive, Samples, Schedule, Sgd, StepInfo, StepOutput, TrainReport,
-    Trainer,
+    load_checkpoint, log_likelihood, save_checkpoint, save_npz, Adam, Constant, Control, Cosine,
+    Engine, ExponentialDecay, LogWeights, Metrics, ModelInfo, Observer, Optimizer, ParamGroup,
+    Particles, Predictive, Samples, Schedule, Sgd, StepInfo, StepOutput, TrainReport, Trainer,
 };
 
 // Namespaces.
 pub use ppl_core::{distributions, handlers, linalg, special, transforms, validation};
-pub use ppl_inference::{engines, guides, observers};
+pub use ppl_inference::{engines, guides, observers, plots};
 
 /// Used by the code `#[model]` generates; not a stable API.
 #[doc(hidden)]

@@ -10,7 +10,7 @@
 //! | [`guides`] (`guides/`) | autoguides built from the model's trace: Delta (MAP), Normal, MVN, low-rank MVN, amortised MLP |
 //! | `train/` | [`Trainer`] (the loop every engine shares), [`ParamGroup`]s with an [`Optimizer`] ([`Adam`], [`Sgd`]) and a [`Schedule`] each, [`save_checkpoint`]/[`load_checkpoint`], [`observers`] |
 //! | `predictive.rs` | [`Predictive`] samples, per-point [`log_likelihood`], [`save_npz`] |
-//! | `plots.rs` | [`image_grid`] PNGs |
+//! | [`plots`] (`plots.rs`) | line charts (loss and metric panels, PNG or SVG) and image grids, with text from an embedded font |
 
 #![warn(missing_docs)]
 
@@ -18,7 +18,7 @@ mod engine;
 pub mod engines;
 pub mod guides;
 mod importance;
-mod plots;
+pub mod plots;
 mod predictive;
 mod train;
 
@@ -27,7 +27,6 @@ pub use importance::{
     log_mean_exp0, plate_nesting, GuideLogQ, LogWeights, ModelInfo, Particles, WeightBuilder,
     WeightParts, PARTICLES,
 };
-pub use plots::image_grid;
 pub use predictive::{log_likelihood, save_npz, Predictive, Samples};
 pub use train::observers;
 pub use train::{

@@ -204,14 +204,14 @@ fn image_grid_writes_a_png_of_the_expected_size() {
     )
     .unwrap();
     let path = dir.join("g.png");
-    ppl_inference::image_grid(&path, &imgs, 2, 2).unwrap();
+    ppl_inference::plots::image_grid(&path, &imgs, 2, 2).unwrap();
     let png = std::fs::read(&path).unwrap();
     let be = |i: usize| u32::from_be_bytes([png[i], png[i + 1], png[i + 2], png[i + 3]]);
     assert_eq!((be(16), be(20)), (22, 26));
     let flat =
         candle_core::Tensor::ones((5, 12), candle_core::DType::F32, &candle_core::Device::Cpu)
             .unwrap();
-    assert!(ppl_inference::image_grid(&path, &flat, 2, 2).is_err());
+    assert!(ppl_inference::plots::image_grid(&path, &flat, 2, 2).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -344,6 +344,25 @@ fn metrics_become_csv_columns() {
     let csv = std::fs::read_to_string(dir.join("log.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "step,loss,average,lr,skipped,theta");
+    // ... and panels of the loss plot, with their names as text
+    let mut t = Trainer::new(Sgd::new(0.0).unwrap(), 0.1)
+        .unwrap()
+        .observe(LossPlot::new(dir.join("loss.svg")));
+    t.run(
+        &mut Ctx::new(0),
+        &mut Quadratic {
+            calls: 0,
+            nan_every: 0,
+        },
+        30,
+    )
+    .unwrap();
+    let svg = std::fs::read_to_string(dir.join("loss.svg")).unwrap();
+    let texts: Vec<&str> = svg.lines().map(str::trim).collect();
+    assert!(
+        texts.contains(&"theta") && texts.contains(&"quadratic loss"),
+        "a loss panel and a metric panel"
+    );
     // θ before step 1 of SGD at rate 0.1 on (θ − 3)²: 0.6
     assert!(
         lines[2].ends_with(",0.6000000000000001") || lines[2].ends_with(",0.6"),
