@@ -29,10 +29,9 @@ use clap::Parser;
 use flate2::read::GzDecoder;
 use ppl::engines::{Iwae, Objective, Svi, TraceElbo};
 use ppl::observers::{CsvLog, LossPlot, Progress};
+use ppl::plots::image_grid;
 use ppl::prelude::*;
-use ppl::{
-    image_grid, log_likelihood, save_checkpoint, save_npz, Adam, Engine, Predictive, Trainer,
-};
+use ppl::{log_likelihood, save_checkpoint, save_npz, Adam, Engine, Predictive, Trainer};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
