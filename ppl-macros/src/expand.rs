@@ -105,7 +105,7 @@ impl Rewriter {
                 let n = name_tokens(&name);
                 let c = constraint
                     .map(|c| quote!(#c))
-                    .unwrap_or_else(|| quote!(::ppl::constraints::Constraint::Real));
+                    .unwrap_or_else(|| quote!(::ppl::Constraint::Real));
                 syn::parse_quote!(#ctx.param(
                     #n,
                     || -> ::ppl::Result<::ppl::__private::Tensor> {
