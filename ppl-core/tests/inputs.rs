@@ -3,7 +3,7 @@ mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
 use common::{host, lnorm, s, scalar, t1};
-use ppl_core::compat::check_guide;
+use ppl_core::check_guide;
 use ppl_core::handlers::{Block, Condition, Mask, Replay, Scale, Scope, Substitute, Uncondition};
 use ppl_core::prelude::*;
 
