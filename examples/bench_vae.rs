@@ -25,9 +25,9 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{Linear, Module, Optimizer as _, VarBuilder, VarMap};
 use clap::Parser;
 use flate2::read::GzDecoder;
-use ppl::inference::optim::Adam;
-use ppl::inference::{Svi, TraceElbo, Trainer};
+use ppl::engines::{Svi, TraceElbo};
 use ppl::prelude::*;
+use ppl::{Adam, Engine, Optimizer, Trainer};
 use std::cell::Cell;
 use std::io::Read;
 use std::time::Instant;
@@ -168,15 +168,16 @@ fn main() -> std::result::Result<(), Error> {
         opt.backward_step(&loss)?;
         Ok(())
     };
-    let store2 = ppl::params::ParamStore::new();
+    let store2 = ppl::ParamStore::new();
     let nets2 = Nets::new(store2.var_builder(DType::F32, &Device::Cpu), d, h, z)?;
     let mut adam2 = Adam::new();
     let mut rng2 = PplRng::seed_from_u64(1);
     let mut i2 = 0;
+    let vars2 = store2.vars();
     let mut plain_adam_step = || -> std::result::Result<(), Error> {
         let loss = plain_loss(&nets2, &batches[i2 % nb], &mut rng2)?;
         i2 += 1;
-        ppl::inference::optim::Optimizer::step(&mut adam2, &store2, &loss.backward()?, 1e-3)?;
+        adam2.step(&vars2, &loss.backward()?, 1e-3)?;
         Ok(())
     };
 
@@ -204,10 +205,9 @@ fn main() -> std::result::Result<(), Error> {
     };
     let mut svi = Svi::new(&model, &guide, TraceElbo::new());
     let mut trainer = Trainer::new(Adam::new(), 1e-3)?;
-    let mut k = 0u64;
+    svi.init(&mut ctx)?;
     let mut lib_step = || -> std::result::Result<(), Error> {
-        trainer.step(&mut ctx, &mut svi, k)?;
-        k += 1;
+        trainer.step(&mut ctx, &mut svi)?;
         cur.set(cur.get() + 1);
         Ok(())
     };

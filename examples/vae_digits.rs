@@ -27,12 +27,12 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{Linear, Module};
 use clap::Parser;
 use flate2::read::GzDecoder;
-use ppl::inference::checkpoint::save_checkpoint;
-use ppl::inference::observers::{CsvLog, LossPlot, Progress};
-use ppl::inference::optim::Adam;
-use ppl::inference::predictive::{log_likelihood, save_npz, Predictive};
-use ppl::inference::{Engine, Iwae, Objective, Svi, TraceElbo, Trainer};
+use ppl::engines::{Iwae, Objective, Svi, TraceElbo};
+use ppl::observers::{CsvLog, LossPlot, Progress};
 use ppl::prelude::*;
+use ppl::{
+    image_grid, log_likelihood, save_checkpoint, save_npz, Adam, Engine, Predictive, Trainer,
+};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -255,7 +255,7 @@ fn main() -> std::result::Result<(), Error> {
     let model = |c: &mut Ctx| vae.model(c, &data.train, Some(batch));
     let guide = |c: &mut Ctx| vae.guide(c, &data.train, Some(batch));
     let mut engine: Box<dyn Engine> = if args.iwae {
-        let mut obj = Iwae::new(args.particles, 1)?.with_local_plate("data");
+        let mut obj = Iwae::new(args.particles)?.with_local_plate("data");
         if args.dreg {
             obj = obj.with_dreg()?;
         }
@@ -273,27 +273,21 @@ fn main() -> std::result::Result<(), Error> {
     let train_start = Instant::now();
     let report = trainer.run(&mut ctx, engine.as_mut(), steps)?;
     let train_seconds = train_start.elapsed().as_secs_f64();
-    drop(engine);
     save_checkpoint(
         args.out.join("checkpoint.safetensors"),
         &mut ctx,
-        &trainer.optimizer,
+        &trainer,
+        engine.as_ref(),
     )?;
+    drop(engine);
 
     // Held-out evaluation, per image.
     let test_model = |c: &mut Ctx| vae.model(c, &data.test, None);
     let test_guide = |c: &mut Ctx| vae.guide(c, &data.test, None);
-    let mut elbo = TraceElbo::new().with_particles(100, 1)?;
+    let mut elbo = TraceElbo::new().with_particles(100)?;
+    elbo.init_with(&mut ctx, &test_model, &test_guide)?;
     let test_elbo = elbo.loss(&mut ctx, &test_model, &test_guide)?.bound / n_test as f64;
-    let ll = log_likelihood(
-        &mut ctx,
-        &test_model,
-        &test_guide,
-        "data",
-        args.test_k,
-        100,
-        1,
-    )?;
+    let ll = log_likelihood(&mut ctx, &test_model, &test_guide, "data", args.test_k, 100)?;
     let test_ll = ll.mean_all()?.to_scalar::<f32>()? as f64;
     let final_loss = report.losses.iter().rev().take(100).sum::<f64>()
         / report.losses.len().clamp(1, 100) as f64
@@ -305,11 +299,11 @@ fn main() -> std::result::Result<(), Error> {
     let recon = candle_nn::ops::sigmoid(&vae.decode(&vae.encode(&first)?.0)?)?;
     let pair = Tensor::cat(&[&first, &recon], 0)?.reshape((16, side, side))?;
     let zoom = if side > 8 { 3 } else { 8 };
-    ppl::inference::plots::image_grid(args.out.join("reconstructions.png"), &pair, 8, zoom)?;
+    image_grid(args.out.join("reconstructions.png"), &pair, 8, zoom)?;
     let prior = Normal::standard(&[64, zdim], DType::F32, &Device::Cpu)?;
     let z = prior.sample(ctx.rng(), &[])?;
     let samples = candle_nn::ops::sigmoid(&vae.decode(&z)?)?.reshape((64, side, side))?;
-    ppl::inference::plots::image_grid(args.out.join("samples.png"), &samples, 8, zoom)?;
+    image_grid(args.out.join("samples.png"), &samples, 8, zoom)?;
     // Posterior draws of the latent codes of those 8 images, for numpy / ArviZ.
     let few_model = |c: &mut Ctx| vae.model(c, &first, None);
     let few_guide = |c: &mut Ctx| vae.guide(c, &first, None);

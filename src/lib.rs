@@ -3,11 +3,20 @@
 //! The facade crate: re-exports the workspace crates so programs can write
 //! `use ppl::prelude::*`.
 //!
-//! | crate | re-exported as | contents |
+//! A map: the names most programs use live at the root (`ppl::Ctx`, `ppl::Trainer`,
+//! `ppl::Adam`, ...), one path each; names that are many live in namespaces:
+//!
+//! | namespace | contents | from |
 //! |---|---|---|
-//! | `ppl-core` | [`core`], [`distributions`], [`handlers`], [`trace`], ... | distributions, RNG, the model runtime (context, handlers, traces, params) |
-//! | `ppl-macros` | [`model`](macro@model) | the `#[model]` attribute macro |
-//! | `ppl-inference` | [`inference`] | engines (SVI over ELBO/IWAE/Rényi/DReG), the shared training loop, guides and autoguides, optimisers, checkpoints, prediction |
+//! | root | [`Ctx`], [`Trace`], [`ChoiceMap`], [`Model`], [`ParamStore`], [`PplRng`], [`PplError`]; [`Engine`], [`Trainer`], [`ParamGroup`], [`Adam`], [`Sgd`], schedules, checkpoints, [`Predictive`], [`log_likelihood`] | `ppl-core`, `ppl-inference` |
+//! | [`distributions`] | the 25 families, wrappers, `kl_divergence` | `ppl-core` |
+//! | [`handlers`] | effect handlers (trace, replay, condition, substitute, block, ...) | `ppl-core` |
+//! | [`transforms`] | bijections onto constrained supports | `ppl-core` |
+//! | [`linalg`], [`special`], [`validation`] | differentiable linear algebra and special functions; the validation switch | `ppl-core` |
+//! | [`engines`] | inference engines: [`engines::Svi`] with [`engines::TraceElbo`], [`engines::Iwae`] | `ppl-inference` |
+//! | [`guides`] | autoguides | `ppl-inference` |
+//! | [`observers`] | progress bar, CSV log, loss plot, early stopping | `ppl-inference` |
+//! | [`model`](macro@model) | the `#[model]` attribute macro | `ppl-macros` |
 //!
 //! ## Writing a model
 //!
@@ -60,18 +69,37 @@
 //!
 //! Everything also works without the macro: a model is any `Fn(&mut Ctx) -> Result<R>`
 //! calling [`Ctx::sample`], [`Ctx::observe`], [`Ctx::plate`] and friends, or a type
-//! implementing [`Model`](model::Model).
+//! implementing [`Model`].
 
-pub use ppl_core as core;
+// One path per public item: the names most programs use at the root, and a few
+// namespaces where names are many.
+
+// The model runtime.
+pub use ppl_core::choices::ChoiceMap;
+pub use ppl_core::compat::check_guide;
+pub use ppl_core::constraints::Constraint;
 pub use ppl_core::ctx::{Ctx, PlateGuard, PlateOpts};
-pub use ppl_core::{
-    choices, compat, constraints, ctx, device, distributions, handlers, linalg, message, model,
-    params, rng, site, special, trace, transforms, validation,
-};
-pub use ppl_core::{choices::ChoiceMap, site::SiteName, trace::Trace};
-pub use ppl_core::{PplError, Result};
-pub use ppl_inference as inference;
+pub use ppl_core::device::{best_device, device_from_name};
+pub use ppl_core::error::{PplError, Result};
+pub use ppl_core::message::{Message, PlateFrame};
+pub use ppl_core::model::{assess, generate, simulate, Model};
+pub use ppl_core::params::ParamStore;
+pub use ppl_core::rng::PplRng;
+pub use ppl_core::site::{SiteKind, SiteName};
+pub use ppl_core::trace::{Site, Trace};
 pub use ppl_macros::model;
+
+// Inference: the engine contract, training, prediction.
+pub use ppl_inference::{
+    image_grid, load_checkpoint, log_likelihood, save_checkpoint, save_npz, Adam, Constant,
+    Control, Cosine, Engine, ExponentialDecay, LogWeights, Metrics, ModelInfo, Observer, Optimizer,
+    ParamGroup, Particles, Predictive, Samples, Schedule, Sgd, StepInfo, StepOutput, TrainReport,
+    Trainer,
+};
+
+// Namespaces.
+pub use ppl_core::{distributions, handlers, linalg, special, transforms, validation};
+pub use ppl_inference::{engines, guides, observers};
 
 /// Used by the code `#[model]` generates; not a stable API. The macro names nothing of
 /// this crate outside this module, so the facade's public layout can change freely.
@@ -182,7 +210,9 @@ pub struct ReadmeDoctests;
 
 /// Everything a model or an inference script usually needs.
 pub mod prelude {
+    pub use crate::engines::{Iwae, Svi, TraceElbo};
     pub use crate::{deterministic, factor, input, module, observe, param, plate, sample};
+    pub use crate::{Adam, Engine, ParamGroup, Predictive, Sgd, Trainer};
     pub use ppl_core::prelude::*;
     pub use ppl_macros::model;
 }

@@ -392,3 +392,83 @@ fn exclusive_branches_share_a_name_and_give_optional_latents() {
         tr.log_joint().unwrap().to_scalar::<f64>().unwrap()
     );
 }
+
+/// `input!` and `sample!(.., obs = ..)`.
+#[model]
+fn semi(data: &Tensor, label: Option<&Tensor>) -> Result<Tensor> {
+    let x = input!(data);
+    input!("scale", &s(0.5));
+    let loc = sample!(Normal::new(&x.mean_all()?, &s(1.0))?);
+    let y = sample!("y", Normal::new(&loc, &s(0.5))?, obs = label);
+    Ok(y)
+}
+
+fn semi_by_hand(ctx: &mut Ctx, data: &Tensor, label: Option<&Tensor>) -> Result<Tensor> {
+    let x = ctx.input("x", data)?;
+    ctx.input("scale", &s(0.5))?;
+    let loc = ctx.sample("loc", Normal::new(&x.mean_all()?, &s(1.0))?)?;
+    ctx.sample_with_obs("y", Normal::new(&loc, &s(0.5))?, label)
+}
+
+#[test]
+fn obs_and_input_equal_the_hand_written_model() {
+    assert_eq!(SemiLatents::SITES, ["loc", "y"]);
+    let data = Tensor::new(&[0.2f64, 0.4, 0.9], &Device::Cpu).unwrap();
+    let label = s(1.25);
+    for obs in [None, Some(&label)] {
+        let (mut a, mut b) = (Ctx::new(21), Ctx::new(21));
+        let (ra, ta) = a.trace(|ctx| semi(ctx, &data, obs)).unwrap();
+        let (rb, tb) = b.trace(|ctx| semi_by_hand(ctx, &data, obs)).unwrap();
+        assert_same_traces(&ta, &tb);
+        assert_eq!(
+            ra.to_scalar::<f64>().unwrap(),
+            rb.to_scalar::<f64>().unwrap()
+        );
+        assert_eq!(ta.inputs().count(), 2);
+        assert_eq!(ta.site("x").unwrap().kind, SiteKind::Input);
+        let lat = SemiLatents::from_trace(&ta).unwrap();
+        let loc = lat.loc.to_scalar::<f64>().unwrap();
+        let lnorm = |v: f64, m: f64, sd: f64| {
+            -0.5 * ((v - m) / sd).powi(2) - sd.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln()
+        };
+        let y = ra.to_scalar::<f64>().unwrap();
+        // log N(loc; mean(data) = 0.5, 1) + log N(y; loc, 0.5); the inputs add nothing
+        let want = lnorm(loc, 0.5, 1.0) + lnorm(y, loc, 0.5);
+        let got = ta.log_joint().unwrap().to_scalar::<f64>().unwrap();
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        match obs {
+            // observed: `y` is the label, and not a latent of the struct (no error either)
+            Some(l) => {
+                assert_eq!(y, l.to_scalar::<f64>().unwrap());
+                assert!(ta.site("y").unwrap().observed);
+                assert!(lat.y.is_none());
+                assert_eq!(lat.to_choices().len(), 1);
+            }
+            None => {
+                assert_eq!(lat.y.as_ref().unwrap().to_scalar::<f64>().unwrap(), y);
+                assert_eq!(lat.to_choices().len(), 2);
+            }
+        }
+    }
+    // a handler replaces the input: the model runs on other data
+    let other = Tensor::new(&[3.0f64, 5.0], &Device::Cpu).unwrap();
+    let mut ctx = Ctx::new(2);
+    let (_, tr) = ctx
+        .trace(|ctx| {
+            ctx.handle(
+                Condition::new(ChoiceMap::new().with("x", other.clone())),
+                |ctx| semi(ctx, &data, None),
+            )
+        })
+        .unwrap();
+    assert_eq!(tr.value("x").unwrap().to_vec1::<f64>().unwrap(), [3.0, 5.0]);
+    let loc_dist_mean = tr
+        .site("loc")
+        .unwrap()
+        .dist
+        .as_ref()
+        .unwrap()
+        .mean()
+        .unwrap();
+    assert_eq!(loc_dist_mean.to_scalar::<f64>().unwrap(), 4.0);
+}

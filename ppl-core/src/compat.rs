@@ -2,6 +2,7 @@
 
 use crate::constraints::Constraint;
 use crate::error::{PplError, Result};
+use crate::site::SiteKind;
 use crate::trace::{Site, Trace};
 
 fn base_support(s: &Site) -> Option<Constraint> {
@@ -22,8 +23,10 @@ fn mismatch(site: &Site, reason: String) -> PplError {
 /// Checks that `guide` can serve as a variational family for `model`: every latent site
 /// of the model is a latent site of the guide with the same value shape and the same
 /// support, and the guide samples no latent the model lacks. Observed sites of the model
-/// must not be sampled by the guide. The first problem is returned as a
-/// [`PplError::GuideMismatch`] naming the site.
+/// must not be sampled by the guide. Input sites ([`Ctx::input`](crate::ctx::Ctx::input))
+/// are data, not latents: they are not compared (either side may read inputs the other
+/// does not), but the guide may not sample a site the model reads as an input. The first
+/// problem is returned as a [`PplError::GuideMismatch`] naming the site.
 pub fn check_guide(model: &Trace, guide: &Trace) -> Result<()> {
     for m in model.sites() {
         if m.is_latent() {
@@ -66,11 +69,20 @@ pub fn check_guide(model: &Trace, guide: &Trace) -> Result<()> {
         }
     }
     for g in guide.latent_sites().filter(|g| !g.auxiliary) {
-        if model.get(&g.name).is_none() {
-            return Err(mismatch(
-                g,
-                "the guide samples this site but the model has no site of that name".into(),
-            ));
+        match model.get(&g.name) {
+            None => {
+                return Err(mismatch(
+                    g,
+                    "the guide samples this site but the model has no site of that name".into(),
+                ))
+            }
+            Some(m) if m.kind == SiteKind::Input => {
+                return Err(mismatch(
+                    g,
+                    "the guide samples this site but the model reads it as an input".into(),
+                ))
+            }
+            Some(_) => {}
         }
     }
     Ok(())

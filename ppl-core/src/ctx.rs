@@ -188,8 +188,19 @@ impl Ctx {
     /// creates a missing parameter. Returns the processed message (its `value` is set).
     pub fn apply(
         &mut self,
+        msg: Message,
+        init: Option<&mut dyn FnMut() -> Result<Tensor>>,
+    ) -> Result<Message> {
+        self.apply_checked(msg, init, |_| Ok(()))
+    }
+
+    /// [`Ctx::apply`] with `check` run on the message after the default action and before
+    /// any `postprocess` (so a rejected value is never recorded).
+    fn apply_checked(
+        &mut self,
         mut msg: Message,
         init: Option<&mut dyn FnMut() -> Result<Tensor>>,
+        check: impl FnOnce(&Message) -> Result<()>,
     ) -> Result<Message> {
         let n = self.stack.len();
         let mut first = n; // index of the outermost handler that processed the message
@@ -201,6 +212,7 @@ impl Ctx {
             }
         }
         self.default_action(&mut msg, init)?;
+        check(&msg)?;
         for i in first..n {
             self.stack[i].postprocess(&mut msg)?;
         }
@@ -269,7 +281,7 @@ impl Ctx {
                     msg.value = Some(Tensor::from_vec(idx, m, &self.device)?);
                 }
             }
-            SiteKind::Factor | SiteKind::Deterministic => {
+            SiteKind::Factor | SiteKind::Deterministic | SiteKind::Input => {
                 if msg.value.is_none() {
                     return Err(msg.error("no value given"));
                 }
@@ -311,6 +323,50 @@ impl Ctx {
         let mut msg = Message::new(name.into(), SiteKind::Sample, Some(dist.into_dyn()));
         msg.auxiliary = true;
         Self::value_of(self.apply(msg, None)?)
+    }
+
+    /// A random choice that is observed with value `obs` when it is `Some` (exactly
+    /// [`Ctx::observe`]) and latent otherwise (exactly [`Ctx::sample`]), like Pyro's
+    /// `obs=` argument: one line for missing data and semi-supervised models.
+    pub fn sample_with_obs(
+        &mut self,
+        name: impl Into<SiteName>,
+        dist: impl DistributionExt,
+        obs: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        match obs {
+            Some(v) => self.observe(name, dist, v),
+            None => self.sample(name, dist),
+        }
+    }
+
+    /// Data read by a model or guide: records an input site (no density, not latent, not
+    /// a param, never part of `log_joint`) and returns the value the handlers left:
+    /// `data` itself, or a replacement from [`Condition`](crate::handlers::Condition) or
+    /// [`Substitute`](crate::handlers::Substitute) (whose map holds the name) or from
+    /// [`Replay`](crate::handlers::Replay) (whose trace has an input of the same name).
+    /// That is how a guide runs on new or simulated data without being rebuilt. A
+    /// replacement may have another leading (batch) size, but a dtype or device other than
+    /// `data`'s is an error naming the site.
+    ///
+    /// ```
+    /// use ppl_core::prelude::*;
+    /// use ppl_core::handlers::Condition;
+    /// use candle_core::{Device, Tensor};
+    /// # fn main() -> ppl_core::Result<()> {
+    /// let guide = |ctx: &mut Ctx| ctx.input("x", &Tensor::zeros((4, 2), candle_core::DType::F32, &Device::Cpu)?);
+    /// let new = ChoiceMap::new().with("x", Tensor::ones((7, 2), candle_core::DType::F32, &Device::Cpu)?);
+    /// let mut ctx = Ctx::new(0);
+    /// let ((x, _), trace) = ctx.trace(|ctx| ctx.handle(Condition::new(new), guide))?;
+    /// assert_eq!(x.dims(), &[7, 2]);
+    /// assert_eq!(trace.inputs().count(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn input(&mut self, name: impl Into<SiteName>, data: &Tensor) -> Result<Tensor> {
+        let mut msg = Message::new(name.into(), SiteKind::Input, None);
+        msg.value = Some(data.clone());
+        let msg = self.apply_checked(msg, None, |m| check_input(m, data))?;
+        Self::value_of(msg)
     }
 
     /// An observed random choice: `value` is data with likelihood `dist`. Its shape must
@@ -503,4 +559,25 @@ impl Ctx {
         let vb = self.params.var_builder(self.dtype, &self.device).pp(path);
         Ok(build(vb)?)
     }
+}
+
+/// A replaced input must keep the data's dtype and device (its shape may change).
+fn check_input(msg: &Message, data: &Tensor) -> Result<()> {
+    let Some(v) = &msg.value else {
+        return Err(msg.error("input has no value after the handler stack"));
+    };
+    if v.dtype() != data.dtype() || !v.device().same_device(data.device()) {
+        return Err(msg.error(format!(
+            "input replaced by a value of dtype {:?} on {:?} with shape {:?}, but the data has \
+             dtype {:?} on {:?} with shape {:?} (a replacement may change the leading batch \
+             size, not the dtype or device)",
+            v.dtype(),
+            v.device().location(),
+            v.dims(),
+            data.dtype(),
+            data.device().location(),
+            data.dims()
+        )));
+    }
+    Ok(())
 }

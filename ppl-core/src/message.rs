@@ -94,6 +94,9 @@ pub struct Message {
     /// An auxiliary latent of a guide (Pyro's `is_auxiliary`): part of `q`, absent from
     /// the model (e.g. the joint Gaussian of `AutoMultivariateNormal`).
     pub auxiliary: bool,
+    /// An observed site turned into a latent draw by
+    /// [`Uncondition`](crate::handlers::Uncondition) (NumPyro's `was_observed`).
+    pub was_observed: bool,
 }
 
 impl Message {
@@ -113,6 +116,7 @@ impl Message {
             constraint: Constraint::Real,
             subsample: None,
             auxiliary: false,
+            was_observed: false,
         }
     }
 

@@ -26,6 +26,10 @@ pub enum SiteKind {
     /// The random subsample indices of a plate (named after the plate), recorded so that
     /// `Replay` gives a model the same minibatch its guide used.
     Subsample,
+    /// Data a model or guide reads through [`Ctx::input`](crate::ctx::Ctx::input): no
+    /// density, never latent; `Condition`, `Substitute` and `Replay` may replace it (new
+    /// data, or simulated data in the sleep phase of wake-sleep).
+    Input,
 }
 
 impl SiteKind {
@@ -37,6 +41,7 @@ impl SiteKind {
             SiteKind::Factor => "factor",
             SiteKind::Deterministic => "deterministic",
             SiteKind::Subsample => "subsample",
+            SiteKind::Input => "input",
         }
     }
 }

@@ -5,7 +5,8 @@
 //! are needed). Log densities are computed on demand and cached per site:
 //!
 //! `log_prob(site) = scale · mask ⊙ dist.log_prob(value)` (batch-shaped), and
-//! `log_joint = Σ_sites Σ_elements log_prob(site)` over sample and factor sites.
+//! `log_joint = Σ_sites Σ_elements log_prob(site)` over sample and factor sites (param,
+//! deterministic, subsample and input sites have no density).
 
 use crate::distributions::DynDistribution;
 use crate::error::{PplError, Result};
@@ -44,6 +45,9 @@ pub struct Site {
     pub reparameterized: bool,
     /// An auxiliary guide latent with no model counterpart (see [`Ctx::sample_auxiliary`](crate::ctx::Ctx::sample_auxiliary)).
     pub auxiliary: bool,
+    /// An observed site sampled instead by [`Uncondition`](crate::handlers::Uncondition)
+    /// (now latent; `false` everywhere else).
+    pub was_observed: bool,
     log_prob: OnceLock<Tensor>,
 }
 
@@ -135,8 +139,8 @@ impl Trace {
         Self::default()
     }
 
-    /// Records a processed message. Sample, factor and deterministic names must be unique;
-    /// a param used twice is recorded once.
+    /// Records a processed message. Sample, factor, deterministic and input names must be
+    /// unique; a param used twice is recorded once.
     pub fn add(&mut self, msg: &Message) -> Result<()> {
         let value = msg.value.clone().ok_or_else(|| msg.error("has no value"))?;
         if let Some(i) = self.position(&msg.name) {
@@ -161,6 +165,7 @@ impl Trace {
             plates: msg.plates.clone(),
             reparameterized,
             auxiliary: msg.auxiliary,
+            was_observed: msg.was_observed,
             log_prob: OnceLock::new(),
         };
         let pos = self.sites.len();
@@ -241,6 +246,12 @@ impl Trace {
         self.sites
             .iter()
             .filter(|s| s.kind == SiteKind::Sample && s.observed)
+    }
+
+    /// Input sites (data read through [`Ctx::input`](crate::ctx::Ctx::input)), in
+    /// execution order.
+    pub fn inputs(&self) -> impl Iterator<Item = &Site> {
+        self.sites.iter().filter(|s| s.kind == SiteKind::Input)
     }
 
     /// Param sites.

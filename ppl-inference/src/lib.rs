@@ -1,45 +1,36 @@
 //! # ppl-inference
 //!
-//! Inference engines of the `ppl` library: the engine interface, the shared training loop,
-//! variational objectives, guides, optimisers, checkpoints and prediction.
+//! Inference engines of the `ppl` library and the plumbing they share. A map:
 //!
-//! | module | contents |
+//! | where | what |
 //! |---|---|
-//! | [`engine`] | the [`Engine`](engine::Engine) trait: one step's differentiable loss |
-//! | [`train`] | [`Trainer`](train::Trainer): the loop all engines share, with [`Observer`](train::Observer)s |
-//! | [`observers`] | progress bar, CSV log, loss-curve SVG, early stopping |
-//! | [`schedule`] | learning-rate schedules |
-//! | [`optim`] | [`Adam`](optim::Adam) (AdamW) and [`Sgd`](optim::Sgd) with savable state |
-//! | [`autoguide`] | guides built from the model's trace: Delta (MAP), Normal, MVN, low-rank MVN, amortised MLP |
-//! | [`checkpoint`] | atomic checkpoints: params, optimiser state, RNG state, step |
-//! | [`objective`] | the [`Objective`](objective::Objective) trait: a surrogate loss and a bound |
-//! | [`trace_elbo`] | [`TraceElbo`](trace_elbo::TraceElbo): reparameterised + score-function ELBO (baselines, Rao-Blackwellisation, analytic KL) |
-//! | [`iwae`] | [`Iwae`](iwae::Iwae): IWAE, Rényi-α and DReG, per data point with local latents |
-//! | [`particles`] | `K` particles vectorised in one run; reductions of site densities |
-//! | [`plots`] | image grids (samples, reconstructions) as PNG |
-//! | [`predictive`] | posterior predictive samples, per-point IWAE `log p(x_i)`, `.npz` export |
-//! | [`svi`] | [`Svi`](svi::Svi): the SVI engine over any objective |
+//! | [`Engine`] (`engine.rs`) | the engine contract: `init` once, then `step` → loss, reported value, named [`Metrics`]; `state` for checkpoints |
+//! | [`engines`] (`engines/<name>/`) | one folder per engine: `svi/` ([`engines::Svi`] over an [`engines::Objective`]: Trace ELBO with baselines, IWAE/Rényi/DReG). No engine imports another |
+//! | `importance/` | [`Particles`] (vectorised, guide→model tracing), [`ModelInfo`] (the one-time probe: checks, inferred plate nesting), [`LogWeights`] and [`WeightBuilder`] (per-point weights, plate-aware sums, effective sample size) |
+//! | [`guides`] (`guides/`) | autoguides built from the model's trace: Delta (MAP), Normal, MVN, low-rank MVN, amortised MLP |
+//! | `train/` | [`Trainer`] (the loop every engine shares), [`ParamGroup`]s with an [`Optimizer`] ([`Adam`], [`Sgd`]) and a [`Schedule`] each, [`save_checkpoint`]/[`load_checkpoint`], [`observers`] |
+//! | `predictive.rs` | [`Predictive`] samples, per-point [`log_likelihood`], [`save_npz`] |
+//! | `plots.rs` | [`image_grid`] PNGs |
 
 #![warn(missing_docs)]
 
-pub mod autoguide;
-pub mod checkpoint;
-pub mod engine;
-pub mod iwae;
-pub mod objective;
-pub mod observers;
-pub mod optim;
-pub mod particles;
-pub mod plots;
-pub mod predictive;
-pub mod schedule;
-pub mod svi;
-pub mod trace_elbo;
-pub mod train;
+mod engine;
+pub mod engines;
+pub mod guides;
+mod importance;
+mod plots;
+mod predictive;
+mod train;
 
-pub use engine::{Engine, StepLoss};
-pub use iwae::Iwae;
-pub use objective::{Objective, ObjectiveOutput};
-pub use svi::Svi;
-pub use trace_elbo::{Baseline, TraceElbo};
-pub use train::{Control, Observer, StepInfo, TrainReport, Trainer};
+pub use engine::{Engine, Metrics, StepOutput};
+pub use importance::{
+    log_mean_exp0, plate_nesting, GuideLogQ, LogWeights, ModelInfo, Particles, WeightBuilder,
+    WeightParts, PARTICLES,
+};
+pub use plots::image_grid;
+pub use predictive::{log_likelihood, save_npz, Predictive, Samples};
+pub use train::observers;
+pub use train::{
+    load_checkpoint, save_checkpoint, Adam, Constant, Control, Cosine, ExponentialDecay, Observer,
+    Optimizer, ParamGroup, Schedule, Sgd, StepInfo, TrainReport, Trainer,
+};

@@ -10,8 +10,7 @@
 //! bound of `K` particles, `log (1/K) Σ_k p(x_i, z_{k,i}) / q(z_{k,i} | x_i)`, which rises to
 //! `log p(x_i)` as `K` grows; particles are drawn in chunks to bound memory.
 
-use crate::iwae::Iwae;
-use crate::particles::log_mean_exp0;
+use crate::importance::{log_mean_exp0, ModelInfo, Particles, WeightBuilder};
 use candle_core::Tensor;
 use ppl_core::ctx::Ctx;
 use ppl_core::error::{PplError, Result};
@@ -35,10 +34,10 @@ impl<'a, M: Model + ?Sized, G: Model + ?Sized> Predictive<'a, M, G> {
     /// `num_samples ≥ 1` draws of `model` with latents from `guide`.
     pub fn new(model: &'a M, guide: &'a G, num_samples: usize) -> Result<Self> {
         if num_samples == 0 {
-            return Err(PplError::InvalidArgument {
-                context: "Predictive",
-                message: "num_samples must be at least 1".into(),
-            });
+            return Err(PplError::config(
+                "Predictive",
+                "num_samples must be at least 1",
+            ));
         }
         Ok(Predictive {
             model,
@@ -98,7 +97,10 @@ impl<'a, M: Model + ?Sized, G: Model + ?Sized> Predictive<'a, M, G> {
 }
 
 /// The IWAE estimate of `log p(x_i)` for every point of plate `plate` (shape `[n]`),
-/// with `k` particles drawn `chunk` at a time (see the [module docs](self)).
+/// with `k` particles drawn `chunk` at a time (see the [module docs](self)). The plate
+/// nesting is inferred from one probe run of the guide and model. A model whose latents
+/// are not all inside `plate` has no per-point likelihood: a typed error names such a
+/// latent (the plate existing or not).
 pub fn log_likelihood<M: Model + ?Sized, G: Model + ?Sized>(
     ctx: &mut Ctx,
     model: &M,
@@ -106,23 +108,44 @@ pub fn log_likelihood<M: Model + ?Sized, G: Model + ?Sized>(
     plate: &str,
     k: usize,
     chunk: usize,
-    max_plate_nesting: usize,
 ) -> Result<Tensor> {
     if k == 0 || chunk == 0 {
-        return Err(PplError::InvalidArgument {
-            context: "log_likelihood",
-            message: format!("k ({k}) and chunk ({chunk}) must be at least 1"),
-        });
+        return Err(PplError::config(
+            "log_likelihood",
+            format!("k ({k}) and chunk ({chunk}) must be at least 1"),
+        ));
+    }
+    let info = ModelInfo::probe(ctx, model, guide)?;
+    let in_plate = |s: &ppl_core::trace::Site| s.plates.iter().any(|f| f.name.matches(plate));
+    if !info.model.sites().iter().any(in_plate) {
+        return Err(PplError::config(
+            "log_likelihood",
+            format!("the model has no site inside a plate named `{plate}`"),
+        ));
+    }
+    if let Some(s) = info.guide.latent_sites().find(|s| !in_plate(s)) {
+        return Err(PplError::guide_mismatch(
+            &s.name,
+            format!(
+                "is a latent outside plate `{plate}`: log_likelihood gives log p(x_i) per \
+                 point, which needs every latent to be local to plate `{plate}` (for a \
+                 global latent, estimate the joint evidence instead)"
+            ),
+        ));
     }
     let mut parts = Vec::new();
     let mut done = 0;
     while done < k {
         let c = chunk.min(k - done);
-        let mut iwae = Iwae::new(c, max_plate_nesting)?.with_local_plate(plate);
-        let lw = iwae.log_weights(ctx, model, guide)?;
-        let local = lw.local.as_ref().ok_or_else(|| PplError::InvalidArgument {
-            context: "log_likelihood",
-            message: format!("no data plate `{plate}`"),
+        let particles = Particles::new(c, info.max_plate_nesting, "log_likelihood")?;
+        let w = WeightBuilder::new(particles, Some(plate.to_string()));
+        let (g, m) = particles.traces(ctx, model, guide)?;
+        let lw = w.log_weights(&g, &m)?;
+        let local = lw.local.as_ref().ok_or_else(|| {
+            PplError::config(
+                "log_likelihood",
+                format!("no site with a density in plate `{plate}`"),
+            )
         })?;
         parts.push(local.broadcast_add(&lw.global.unsqueeze(1)?)?.detach());
         done += c;

@@ -2,9 +2,11 @@
 
 use candle_core::{DType, Device, Tensor};
 use ppl_core::prelude::*;
-use ppl_inference::autoguide::AutoDelta;
-use ppl_inference::optim::Adam;
-use ppl_inference::{Svi, TraceElbo, Trainer};
+use ppl_inference::engines::Objective;
+use ppl_inference::engines::{Svi, TraceElbo};
+use ppl_inference::guides::AutoDelta;
+use ppl_inference::Adam;
+use ppl_inference::Trainer;
 
 #[test]
 fn auto_delta_finds_the_map_of_a_beta_bernoulli_model_in_its_support() {
@@ -89,6 +91,10 @@ fn discrete_latents_are_refused_by_name() {
 }
 
 fn t1(v: &[f64]) -> Tensor {
+    Tensor::new(v, &Device::Cpu).unwrap()
+}
+
+fn s(v: f64) -> Tensor {
     Tensor::new(v, &Device::Cpu).unwrap()
 }
 
@@ -192,8 +198,8 @@ fn check_blr(
 
 /// Adam's steps have size ≈ lr even when the gradient is tiny, so it hovers at distance
 /// ≈ lr from the optimum; annealing the rate to 1e-4 lets it settle.
-fn cosine(steps: u64) -> ppl_inference::schedule::Cosine {
-    ppl_inference::schedule::Cosine {
+fn cosine(steps: u64) -> ppl_inference::Cosine {
+    ppl_inference::Cosine {
         lr0: 0.02,
         min: 1e-4,
         steps,
@@ -202,9 +208,9 @@ fn cosine(steps: u64) -> ppl_inference::schedule::Cosine {
 
 /// The ELBO averaged over 200 particles (its variance vanishes at the exact posterior).
 fn elbo_of<G: ppl_core::model::Model>(ctx: &mut Ctx, blr: &Blr, guide: &G) -> f64 {
-    use ppl_inference::Objective;
     let m = |c: &mut Ctx| blr.model(c);
-    let mut e = TraceElbo::new().with_particles(200, 1).unwrap();
+    let mut e = TraceElbo::new().with_particles(200).unwrap();
+    e.init_with(ctx, &m, guide).unwrap();
     e.loss(ctx, &m, guide).unwrap().bound
 }
 
@@ -219,12 +225,12 @@ fn full_rank_guide_recovers_the_exact_blr_posterior_and_evidence() {
     let blr = Blr::new();
     let m = |c: &mut Ctx| blr.model(c);
     let mut ctx = Ctx::new(0);
-    let guide = ppl_inference::autoguide::AutoMultivariateNormal::new(&mut ctx, &m).unwrap();
+    let guide = ppl_inference::guides::AutoMultivariateNormal::new(&mut ctx, &m).unwrap();
     assert_eq!(guide.dim(), 2);
     let mut t = Trainer::new(Adam::new(), 0.02)
         .unwrap()
         .with_schedule(cosine(5000));
-    let elbo = TraceElbo::new().with_particles(16, 1).unwrap();
+    let elbo = TraceElbo::new().with_particles(16).unwrap();
     t.run(&mut ctx, &mut Svi::new(&m, &guide, elbo), 5000)
         .unwrap();
     let elbo = elbo_of(&mut ctx, &blr, &guide);
@@ -245,12 +251,11 @@ fn low_rank_guide_recovers_the_exact_blr_posterior() {
     let blr = Blr::new();
     let m = |c: &mut Ctx| blr.model(c);
     let mut ctx = Ctx::new(1);
-    let guide =
-        ppl_inference::autoguide::AutoLowRankMultivariateNormal::new(&mut ctx, &m, 1).unwrap();
+    let guide = ppl_inference::guides::AutoLowRankMultivariateNormal::new(&mut ctx, &m, 1).unwrap();
     let mut t = Trainer::new(Adam::new(), 0.02)
         .unwrap()
         .with_schedule(cosine(5000));
-    let elbo = TraceElbo::new().with_particles(16, 1).unwrap();
+    let elbo = TraceElbo::new().with_particles(16).unwrap();
     t.run(&mut ctx, &mut Svi::new(&m, &guide, elbo), 5000)
         .unwrap();
     let elbo = elbo_of(&mut ctx, &blr, &guide);
@@ -261,7 +266,7 @@ fn low_rank_guide_recovers_the_exact_blr_posterior() {
         elbo,
         blr.exact(),
     );
-    assert!(ppl_inference::autoguide::AutoLowRankMultivariateNormal::new(&mut ctx, &m, 0).is_err());
+    assert!(ppl_inference::guides::AutoLowRankMultivariateNormal::new(&mut ctx, &m, 0).is_err());
 }
 
 #[test]
@@ -284,12 +289,12 @@ fn auto_normal_handles_a_positive_support_through_its_transform() {
         Ok(())
     };
     let mut ctx = Ctx::new(2);
-    let guide = ppl_inference::autoguide::AutoNormal::new(&mut ctx, &model).unwrap();
+    let guide = ppl_inference::guides::AutoNormal::new(&mut ctx, &model).unwrap();
     let mut t = Trainer::new(Adam::new(), 0.01).unwrap();
     let (mut mu, mut sd) = (0.0, 0.0);
-    let elbo = || TraceElbo::new().with_particles(16, 1).unwrap();
+    let elbo = || TraceElbo::new().with_particles(16).unwrap();
     for step in 0..4000u64 {
-        t.step(&mut ctx, &mut Svi::new(&model, &guide, elbo()), step)
+        t.step(&mut ctx, &mut Svi::new(&model, &guide, elbo()))
             .unwrap();
         if step >= 3000 {
             mu += guide.loc(&ctx, "s").unwrap().to_scalar::<f64>().unwrap() / 1000.0;
@@ -337,11 +342,11 @@ fn auto_normal_mirrors_a_subsampled_plate_and_learns_every_local_posterior() {
     let x = t1(&xs);
     let m = |c: &mut Ctx| local(c, &x, Some(10));
     let mut ctx = Ctx::new(4);
-    let guide = ppl_inference::autoguide::AutoNormal::new(&mut ctx, &m).unwrap();
+    let guide = ppl_inference::guides::AutoNormal::new(&mut ctx, &m).unwrap();
     let mut t = Trainer::new(Adam::new(), 0.02).unwrap();
     let (mut loc, mut sd) = (vec![0.0; 40], vec![0.0; 40]);
     for step in 0..8000u64 {
-        t.step(&mut ctx, &mut Svi::new(&m, &guide, TraceElbo::new()), step)
+        t.step(&mut ctx, &mut Svi::new(&m, &guide, TraceElbo::new()))
             .unwrap();
         if step >= 6000 {
             let l: Vec<f64> = guide.loc(&ctx, "z").unwrap().to_vec1().unwrap();
@@ -384,17 +389,12 @@ fn amortised_autoguide_learns_the_linear_posterior_map() {
         Ok(())
     };
     let mut ctx = Ctx::new(6).with_dtype(DType::F64);
-    let guide =
-        ppl_inference::autoguide::AutoAmortized::new(&mut ctx, &model, "data", &[]).unwrap();
+    let guide = ppl_inference::guides::AutoAmortized::new(&mut ctx, &model, "data", &[]).unwrap();
     let mut t = Trainer::new(Adam::new(), 0.01).unwrap();
     let (mut loc, mut sd) = (vec![0.0; 64], vec![0.0; 64]);
     for step in 0..5000u64 {
-        t.step(
-            &mut ctx,
-            &mut Svi::new(&model, &guide, TraceElbo::new()),
-            step,
-        )
-        .unwrap();
+        t.step(&mut ctx, &mut Svi::new(&model, &guide, TraceElbo::new()))
+            .unwrap();
         if step >= 4000 {
             let out = guide.encode(&x).unwrap();
             let l: Vec<f64> = out
@@ -451,7 +451,7 @@ fn predictive_samples_log_likelihood_and_npz_export() {
         })
     };
     let mut ctx = Ctx::new(7);
-    let pred = ppl_inference::predictive::Predictive::new(&m, &guide, 4000).unwrap();
+    let pred = ppl_inference::Predictive::new(&m, &guide, 4000).unwrap();
     let samples = pred.sample(&mut ctx).unwrap();
     assert_eq!(samples["z"].dims(), &[4000, 40]);
     assert_eq!(samples["x"].dims(), &[4000, 40]);
@@ -469,11 +469,10 @@ fn predictive_samples_log_likelihood_and_npz_export() {
         assert!((mean[i] - 0.8 * xs[i]).abs() < 0.05, "mean[{i}]");
         assert!((var[i] / 0.45 - 1.0).abs() < 0.1, "var[{i}] {}", var[i]);
     }
-    let ll: Vec<f64> =
-        ppl_inference::predictive::log_likelihood(&mut ctx, &m, &guide, "data", 1000, 250, 1)
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+    let ll: Vec<f64> = ppl_inference::log_likelihood(&mut ctx, &m, &guide, "data", 1000, 250)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     for (i, v) in xs.iter().enumerate() {
         let exact = -0.5 * v * v / 1.25 - 0.5 * (2.0 * std::f64::consts::PI * 1.25).ln();
         assert!(
@@ -485,7 +484,7 @@ fn predictive_samples_log_likelihood_and_npz_export() {
     let dir = std::env::temp_dir().join(format!("ppl-npz-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("samples.npz");
-    ppl_inference::predictive::save_npz(&samples, &path).unwrap();
+    ppl_inference::save_npz(&samples, &path).unwrap();
     let back: std::collections::BTreeMap<String, Tensor> =
         Tensor::read_npz(&path).unwrap().into_iter().collect();
     assert_eq!(back.len(), samples.len());
@@ -498,7 +497,103 @@ fn predictive_samples_log_likelihood_and_npz_export() {
     assert_eq!(diff.to_scalar::<f64>().unwrap(), 0.0);
     let leftovers = std::fs::read_dir(&dir).unwrap().count();
     assert_eq!(leftovers, 1, "no temporary file is left behind");
-    let bad = ppl_inference::predictive::save_npz(&samples, dir.join("missing/x.npz"));
+    let bad = ppl_inference::save_npz(&samples, dir.join("missing/x.npz"));
     assert!(matches!(bad, Err(PplError::File { .. })));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn log_likelihood_names_the_real_problem() {
+    // A global latent outside the data plate: the plate exists, the error must say the
+    // latent is not local (not "no data plate"). A plate name that does not exist: say so.
+    let _v = ppl_core::validation::disable();
+    let x = t1(&[0.1, -0.3, 0.8]);
+    let model = |ctx: &mut Ctx| -> Result<()> {
+        let mu = ctx.sample("mu", Normal::new(&s(0.0), &s(1.0))?)?;
+        ctx.plate("obs", 3, PlateOpts::default(), |ctx, _| {
+            ctx.observe("x", Normal::new(&mu, &s(1.0))?, &x)
+        })?;
+        Ok(())
+    };
+    let guide = |ctx: &mut Ctx| -> Result<()> {
+        ctx.sample("mu", Normal::new(&s(0.0), &s(1.0))?)?;
+        Ok(())
+    };
+    let mut ctx = Ctx::new(0);
+    let e = ppl_inference::log_likelihood(&mut ctx, &model, &guide, "obs", 10, 5).unwrap_err();
+    assert!(
+        matches!(&e, PplError::GuideMismatch { site, .. } if site == "mu"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("outside plate `obs`"), "{e}");
+    let e = ppl_inference::log_likelihood(&mut ctx, &model, &guide, "data", 10, 5).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("no site inside a plate named `data`"),
+        "{e}"
+    );
+    assert!(matches!(
+        ppl_inference::log_likelihood(&mut ctx, &model, &guide, "obs", 0, 5),
+        Err(PplError::InvalidConfig { .. })
+    ));
+}
+
+fn rows_opts() -> PlateOpts {
+    PlateOpts {
+        dim: Some(-2),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn particles_vectorise_without_max_plate_nesting_on_nested_plates() {
+    // Two nested plates (dims −2 and −1): the probe infers the nesting (2), so the particle
+    // plate goes at dim −3 and each of K = 64 vectorised particles gets its own weight. The
+    // guide is the exact posterior, so every weight equals log p(x) to rounding (a particle
+    // plate put at a wrong dim would broadcast into a plate dim and fail or change them).
+    let _v = ppl_core::validation::disable();
+    let x = Tensor::new(&[[0.5f64, -0.2, 1.0], [0.3, 0.1, -0.7]], &Device::Cpu).unwrap();
+    // z_{ij} ~ N(0, 1), x_{ij} ~ N(z_{ij}, 0.5²): posterior N(0.8 x, 0.2), evidence N(0, 1.25).
+    let model = |ctx: &mut Ctx| -> Result<()> {
+        ctx.plate("rows", 2, rows_opts(), |ctx, _| {
+            ctx.plate("cols", 3, PlateOpts::default(), |ctx, _| {
+                let z = ctx.sample("z", Normal::new(&s(0.0), &s(1.0))?)?;
+                ctx.observe("x", Normal::new(&z, &s(0.5))?, &x)
+            })
+        })?;
+        Ok(())
+    };
+    let guide = |ctx: &mut Ctx| -> Result<()> {
+        let sd = Tensor::new(0.2f64.sqrt(), &Device::Cpu)?;
+        ctx.plate("rows", 2, rows_opts(), |ctx, _| {
+            ctx.plate("cols", 3, PlateOpts::default(), |ctx, _| {
+                ctx.sample("z", Normal::new(&(&x * 0.8)?, &sd)?)?;
+                Ok(())
+            })
+        })?;
+        Ok(())
+    };
+    let exact: f64 = x
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap()
+        .iter()
+        .map(|v| -0.5 * v * v / 1.25 - 0.5 * (2.0 * std::f64::consts::PI * 1.25).ln())
+        .sum();
+    let mut ctx = Ctx::new(1);
+    let info = ppl_inference::ModelInfo::probe(&mut ctx, &model, &guide).unwrap();
+    assert_eq!(info.max_plate_nesting, 2);
+    let mut iwae = ppl_inference::engines::Iwae::new(64).unwrap();
+    iwae.init(&info).unwrap();
+    let lw: Vec<f64> = iwae
+        .log_weights(&mut ctx, &model, &guide)
+        .unwrap()
+        .global
+        .to_vec1()
+        .unwrap();
+    assert_eq!(lw.len(), 64);
+    for w in lw {
+        assert!((w - exact).abs() < 1e-9, "{w} vs {exact}");
+    }
 }

@@ -2,9 +2,9 @@
 
 use candle_core::{Device, Tensor};
 use ppl_core::prelude::*;
-use ppl_inference::checkpoint::{load_checkpoint, save_checkpoint};
-use ppl_inference::optim::{Adam, Optimizer, Sgd};
-use ppl_inference::{Svi, TraceElbo, Trainer};
+use ppl_inference::engines::{Baseline, Svi, TraceElbo};
+use ppl_inference::{load_checkpoint, save_checkpoint};
+use ppl_inference::{Adam, Engine, ExponentialDecay, Optimizer, ParamGroup, Sgd, Trainer};
 
 fn s(v: f64) -> Tensor {
     Tensor::new(v, &Device::Cpu).unwrap()
@@ -27,17 +27,22 @@ fn guide(ctx: &mut Ctx) -> Result<()> {
 }
 
 /// Data for each step come from the context's own RNG, so the RNG state matters.
-fn train<O: Optimizer>(ctx: &mut Ctx, trainer: &mut Trainer<O>, steps: usize) -> Vec<f64> {
+fn train(ctx: &mut Ctx, trainer: &mut Trainer, steps: usize) -> Vec<f64> {
     let mut elbos = Vec::new();
     for _ in 0..steps {
         let x = Tensor::from_vec(ctx.base_rng().normals(8), 8, &Device::Cpu).unwrap();
         let x = (x + 1.0).unwrap();
         let m = |c: &mut Ctx| model(c, &x);
         let mut svi = Svi::new(&m, &guide, TraceElbo::new());
-        let step = trainer.optimizer.steps();
-        elbos.push(trainer.step(ctx, &mut svi, step).unwrap().unwrap());
+        elbos.push(trainer.step(ctx, &mut svi).unwrap().unwrap());
     }
     elbos
+}
+
+/// The engine whose name and state the checkpoints of `train` carry.
+fn engine_for(x: &Tensor, f: impl FnOnce(&mut dyn Engine)) {
+    let m = |c: &mut Ctx| model(c, x);
+    f(&mut Svi::new(&m, &guide, TraceElbo::new()))
 }
 
 fn params(ctx: &Ctx) -> Vec<f64> {
@@ -47,7 +52,7 @@ fn params(ctx: &Ctx) -> Vec<f64> {
         .collect()
 }
 
-fn resume_is_bit_identical<O: Optimizer>(make: impl Fn() -> O, tag: &str) {
+fn resume_is_bit_identical<O: Optimizer + 'static>(make: impl Fn() -> O, tag: &str) {
     let dir = std::env::temp_dir().join(format!("ppl-ckpt-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("run.ckpt");
@@ -59,20 +64,26 @@ fn resume_is_bit_identical<O: Optimizer>(make: impl Fn() -> O, tag: &str) {
     let mut b = Ctx::new(11);
     let mut trainer_b = Trainer::new(make(), 0.05).unwrap();
     let mut resumed = train(&mut b, &mut trainer_b, 12);
-    save_checkpoint(&path, &mut b, &trainer_b.optimizer).unwrap();
+    let x = s(0.0);
+    engine_for(&x, |e| {
+        save_checkpoint(&path, &mut b, &trainer_b, e).unwrap()
+    });
     drop((b, trainer_b));
 
     let mut c = Ctx::new(999); // a different seed: the checkpoint's RNG state must win
     let mut trainer_c = Trainer::new(make(), 0.05).unwrap();
-    assert_eq!(
-        load_checkpoint(&path, &mut c, &mut trainer_c.optimizer).unwrap(),
-        12
-    );
+    engine_for(&x, |e| {
+        assert_eq!(
+            load_checkpoint(&path, &mut c, &mut trainer_c, e).unwrap(),
+            12
+        )
+    });
     resumed.extend(train(&mut c, &mut trainer_c, 18));
 
     assert_eq!(straight, resumed, "{tag}: ELBO sequence");
     assert_eq!(params(&a), params(&c), "{tag}: final parameters");
-    assert_eq!(trainer_c.optimizer.steps(), 30);
+    assert_eq!(trainer_c.optimizer().steps(), 30);
+    assert_eq!(trainer_c.steps(), 30);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -90,8 +101,16 @@ fn corrupt_or_mismatched_checkpoints_are_typed_errors_and_change_nothing() {
     let mut ctx = Ctx::new(1);
     let mut trainer = Trainer::new(Adam::new(), 0.05).unwrap();
     train(&mut ctx, &mut trainer, 3);
-    save_checkpoint(&path, &mut ctx, &trainer.optimizer).unwrap();
+    let x = s(0.0);
+    engine_for(&x, |e| {
+        save_checkpoint(&path, &mut ctx, &trainer, e).unwrap()
+    });
     let bytes = std::fs::read(&path).unwrap();
+    let load = |p: &std::path::Path, ctx: &mut Ctx, t: &mut Trainer| {
+        let mut out = None;
+        engine_for(&x, |e| out = Some(load_checkpoint(p, ctx, t, e)));
+        out.unwrap()
+    };
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("truncated", bytes[..bytes.len() / 2].to_vec()),
@@ -101,17 +120,18 @@ fn corrupt_or_mismatched_checkpoints_are_typed_errors_and_change_nothing() {
         let p = dir.join(name);
         std::fs::write(&p, content).unwrap();
         let mut fresh = Ctx::new(2);
-        let mut opt = Adam::new();
-        let e = load_checkpoint(&p, &mut fresh, &mut opt).unwrap_err();
+        let mut t = Trainer::new(Adam::new(), 0.05).unwrap();
+        let e = load(&p, &mut fresh, &mut t).unwrap_err();
         assert!(matches!(e, PplError::File { .. }), "{name}: {e}");
         assert!(
-            fresh.params().is_empty() && opt.steps() == 0,
+            fresh.params().is_empty() && t.optimizer().steps() == 0 && t.steps() == 0,
             "{name}: nothing changed"
         );
     }
     // a parameter file is not a checkpoint
     ctx.params().save(dir.join("params")).unwrap();
-    let e = load_checkpoint(dir.join("params"), &mut Ctx::new(3), &mut Adam::new()).unwrap_err();
+    let mut t = Trainer::new(Adam::new(), 0.05).unwrap();
+    let e = load(&dir.join("params"), &mut Ctx::new(3), &mut t).unwrap_err();
     assert!(e.to_string().contains("not a ppl checkpoint"), "{e}");
     // a store whose parameter has another shape: error, and the optimiser keeps its state
     let mut other = Ctx::new(4);
@@ -123,14 +143,118 @@ fn corrupt_or_mismatched_checkpoints_are_typed_errors_and_change_nothing() {
             &Constraint::Real,
         )
         .unwrap();
-    let mut opt = Adam::new();
-    let e = load_checkpoint(&path, &mut other, &mut opt).unwrap_err();
+    let mut t = Trainer::new(Adam::new(), 0.05).unwrap();
+    let e = load(&path, &mut other, &mut t).unwrap_err();
     assert!(
         e.to_string()
             .contains("holds shape [] but the store has shape [3]"),
         "{e}"
     );
-    assert_eq!(opt.steps(), 0);
+    assert_eq!(t.optimizer().steps(), 0);
+    assert_eq!(t.steps(), 0);
+    // another engine, or other parameter groups: typed errors naming what differs
+    let mut t = Trainer::new(Adam::new(), 0.05).unwrap();
+    let m = |c: &mut Ctx| model(c, &x);
+    let mut iwae = Svi::new(&m, &guide, ppl_inference::engines::Iwae::new(2).unwrap());
+    let e = load_checkpoint(&path, &mut Ctx::new(5), &mut t, &mut iwae).unwrap_err();
+    assert!(e.to_string().contains("engine `svi/trace_elbo`"), "{e}");
+    let mut t = Trainer::with_groups(vec![
+        ParamGroup::new("a", Adam::new(), 0.1)
+            .unwrap()
+            .with_prefixes(["loc"])
+            .unwrap(),
+        ParamGroup::new("b", Adam::new(), 0.1).unwrap(),
+    ])
+    .unwrap();
+    let e = load(&path, &mut Ctx::new(6), &mut t).unwrap_err();
+    assert!(e.to_string().contains("parameter groups [params]"), "{e}");
     assert_eq!(other.params().len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A model with a discrete latent (score-function terms with moving-average baselines), two
+/// parameter groups with their own rates, one on a decaying schedule, and a free variable
+/// outside the store: `Trainer::run` resumed from a checkpoint equals the straight run bit
+/// for bit (baselines, every group's optimiser state, the schedule's clock, the free
+/// variable and the RNG are all restored).
+#[test]
+fn resume_through_run_with_groups_baselines_schedules_and_free_variables_is_bit_identical() {
+    let x = Tensor::new(&[0.3f64, 1.1, -0.4, 2.0], &Device::Cpu).unwrap();
+    let model = |ctx: &mut Ctx| -> Result<()> {
+        let mu = ctx.sample("mu", Normal::new(&s(0.0), &s(1.0))?)?;
+        let b = ctx.sample("b", Bernoulli::from_probs(&s(0.5))?)?;
+        let shift = ctx.param("model/shift", || Ok(s(0.0)), Constraint::Real)?;
+        let loc = ((mu + b)? + shift)?;
+        ctx.plate("data", 4, PlateOpts::default(), |ctx, _| {
+            ctx.observe("x", Normal::new(&loc, &s(1.0))?, &x)
+        })?;
+        Ok(())
+    };
+    let run = |ctx: &mut Ctx,
+               free: &candle_core::Var,
+               steps: u64,
+               state: Option<&std::path::Path>,
+               save: Option<&std::path::Path>|
+     -> (Vec<f64>, Vec<f64>) {
+        let guide = |ctx: &mut Ctx| -> Result<()> {
+            let loc = ctx.param("guide/loc", || Ok(s(0.0)), Constraint::Real)?;
+            let p = ctx.param("guide/p", || Ok(s(0.5)), Constraint::UnitInterval)?;
+            let loc = loc.broadcast_add(free.as_tensor())?;
+            ctx.sample("mu", Normal::new(&loc, &s(0.7))?)?;
+            ctx.sample("b", Bernoulli::from_probs(&p)?)?;
+            Ok(())
+        };
+        let elbo = TraceElbo::new()
+            .with_baseline(Baseline::MovingAverage(0.8))
+            .unwrap();
+        let mut svi = Svi::new(&model, &guide, elbo);
+        let mut trainer = Trainer::with_groups(vec![
+            ParamGroup::new("model", Adam::new(), 0.05)
+                .unwrap()
+                .with_prefixes(["model/"])
+                .unwrap()
+                .with_schedule(ExponentialDecay {
+                    lr0: 0.05,
+                    gamma: 0.9,
+                }),
+            ParamGroup::new("guide", Sgd::new(0.5).unwrap(), 0.02).unwrap(),
+            ParamGroup::free(
+                "free",
+                vec![("offset".into(), free.clone())],
+                Adam::new(),
+                0.01,
+            )
+            .unwrap(),
+        ])
+        .unwrap();
+        if let Some(p) = state {
+            load_checkpoint(p, ctx, &mut trainer, &mut svi).unwrap();
+        }
+        let report = trainer.run(ctx, &mut svi, steps).unwrap();
+        if let Some(p) = save {
+            save_checkpoint(p, ctx, &trainer, &svi).unwrap();
+            assert!(
+                !svi.state().unwrap().is_empty(),
+                "the baselines are engine state"
+            );
+        }
+        let mut p: Vec<f64> = report
+            .params
+            .iter()
+            .map(|(_, t)| t.to_scalar::<f64>().unwrap())
+            .collect();
+        p.push(free.as_tensor().to_scalar::<f64>().unwrap());
+        (report.losses, p)
+    };
+    let dir = std::env::temp_dir().join(format!("ppl-ckpt-groups-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("run.ckpt");
+    let zero = || candle_core::Var::from_tensor(&s(0.0)).unwrap();
+    let (straight, p_straight) = run(&mut Ctx::new(3), &zero(), 40, None, None);
+    let (mut resumed, _) = run(&mut Ctx::new(3), &zero(), 15, None, Some(&path));
+    let (rest, p_resumed) = run(&mut Ctx::new(77), &zero(), 25, Some(&path), None);
+    resumed.extend(rest);
+    assert_eq!(straight, resumed, "loss sequence");
+    assert_eq!(p_straight, p_resumed, "parameters and the free variable");
     let _ = std::fs::remove_dir_all(&dir);
 }

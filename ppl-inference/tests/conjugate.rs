@@ -2,8 +2,10 @@
 
 use candle_core::{DType, Device, Tensor};
 use ppl_core::prelude::*;
-use ppl_inference::optim::Adam;
-use ppl_inference::{Svi, TraceElbo, Trainer};
+use ppl_inference::engines::Objective;
+use ppl_inference::engines::{Svi, TraceElbo};
+use ppl_inference::Adam;
+use ppl_inference::Trainer;
 
 const B: usize = 128;
 const N: usize = 10;
@@ -53,7 +55,7 @@ fn amortised_gaussian_guide_learns_the_exact_posterior() {
         let x = Tensor::from_vec(x, (B, N), &Device::Cpu).unwrap();
         let (m, g) = (|c: &mut Ctx| model(c, &x), |c: &mut Ctx| guide(c, &x));
         let mut svi = Svi::new(&m, &g, TraceElbo::new());
-        trainer.step(&mut ctx, &mut svi, step as u64).unwrap();
+        trainer.step(&mut ctx, &mut svi).unwrap();
         if step >= steps - 1000 {
             let p = ctx.params();
             sa += p.get("a").unwrap().to_scalar::<f64>().unwrap();
@@ -110,7 +112,7 @@ fn fit_mixture(elbo: TraceElbo) -> Ctx {
     let mut avg = [0.0; 4];
     let steps = 1500;
     for step in 0..steps {
-        trainer.step(&mut ctx, &mut svi, step as u64).unwrap();
+        trainer.step(&mut ctx, &mut svi).unwrap();
         if step >= steps - 500 {
             let l: Vec<f64> = ctx.params().get("logits").unwrap().to_vec1().unwrap();
             for (a, v) in avg.iter_mut().zip(l) {
@@ -132,7 +134,7 @@ fn fit_mixture(elbo: TraceElbo) -> Ctx {
 
 #[test]
 fn score_function_elbo_matches_exact_responsibilities() {
-    fit_mixture(TraceElbo::new().with_particles(32, 1).unwrap());
+    fit_mixture(TraceElbo::new().with_particles(32).unwrap());
 }
 
 #[test]
@@ -140,9 +142,9 @@ fn learned_baseline_fits_the_mixture_too() {
     // Same model and tolerance with a learned baseline instead of the moving average; the
     // baseline parameter must have moved from 0 towards the (negative) mean cost.
     let elbo = TraceElbo::new()
-        .with_particles(32, 1)
+        .with_particles(32)
         .unwrap()
-        .with_baseline(ppl_inference::Baseline::Learned)
+        .with_baseline(ppl_inference::engines::Baseline::Learned)
         .unwrap();
     let ctx = fit_mixture(elbo);
     let b = ctx
@@ -180,8 +182,9 @@ fn iwae_bound_increases_with_k_and_reaches_the_exact_evidence() {
     let mut bounds = Vec::new();
     for k in [1usize, 10, 100, 1000] {
         let mut acc = 0.0;
+        let mut iwae = ppl_inference::engines::Iwae::new(k).unwrap();
+        iwae.init_with(&mut ctx, &model, &guide).unwrap();
         for _ in 0..r {
-            let mut iwae = ppl_inference::Iwae::new(k, 0).unwrap();
             let lw = iwae.log_weights(&mut ctx, &model, &guide).unwrap();
             acc += lw.bound(0.0).unwrap().to_scalar::<f64>().unwrap();
         }

@@ -2,8 +2,8 @@
 
 use candle_core::{Device, Tensor};
 use ppl_core::prelude::*;
-use ppl_inference::objective::Objective;
-use ppl_inference::{Baseline, Iwae, TraceElbo};
+use ppl_inference::engines::Objective;
+use ppl_inference::engines::{Baseline, Iwae, TraceElbo};
 
 fn s(v: f64) -> Tensor {
     Tensor::new(v, &Device::Cpu).unwrap()
@@ -19,6 +19,16 @@ fn grad(ctx: &Ctx, loss: &Tensor, name: &str) -> Vec<f64> {
         .unwrap()
         .to_vec1::<f64>()
         .unwrap()
+}
+
+/// `o`, initialised on `model` and `guide` (a probe run in a scratch context).
+fn ready<O: Objective>(
+    mut o: O,
+    model: &dyn Fn(&mut Ctx) -> Result<()>,
+    guide: &dyn Fn(&mut Ctx) -> Result<()>,
+) -> Result<O> {
+    o.init_with(&mut Ctx::new(0), &model, &guide)?;
+    Ok(o)
 }
 
 fn mean_var(x: &[f64]) -> (f64, f64) {
@@ -41,6 +51,7 @@ fn gradients<O: Objective>(
     seed: u64,
 ) -> Vec<f64> {
     let mut ctx = Ctx::new(seed);
+    obj.init_with(&mut ctx, &model, &guide).unwrap();
     (0..m)
         .map(|_| {
             let out = obj.loss(&mut ctx, &model, &guide).unwrap();
@@ -165,6 +176,7 @@ fn analytic_kl_elbo_is_exact_in_expectation_and_deterministic_without_likelihood
     let run = |analytic: bool| {
         let mut ctx = Ctx::new(5);
         let mut elbo = TraceElbo::new().with_analytic_kl(analytic);
+        elbo.init_with(&mut ctx, &model, &guide).unwrap();
         (0..r)
             .map(|_| elbo.loss(&mut ctx, &model, &guide).unwrap().bound)
             .collect::<Vec<f64>>()
@@ -186,6 +198,7 @@ fn analytic_kl_elbo_is_exact_in_expectation_and_deterministic_without_likelihood
         - 0.5 * (sd * sd + m * m - 1.0 - (sd * sd).ln());
     let mut ctx = Ctx::new(6);
     let mut elbo = TraceElbo::new().with_analytic_kl(true);
+    elbo.init_with(&mut ctx, &free, &guide).unwrap();
     for _ in 0..5 {
         let b = elbo.loss(&mut ctx, &free, &guide).unwrap().bound;
         assert!((b - exact).abs() < 1e-12, "{b} vs {exact}");
@@ -211,23 +224,22 @@ fn renyi_bound_lies_between_elbo_and_iwae_and_matches_its_formula() {
     let k = 10;
     for seed in 0..20 {
         let c = || Ctx::new(seed);
-        let elbo = TraceElbo::new()
-            .with_particles(k, 0)
+        let elbo = ready(TraceElbo::new().with_particles(k).unwrap(), &model, &guide)
             .unwrap()
             .loss(&mut c(), &model, &guide)
             .unwrap()
             .bound;
-        let renyi = Iwae::renyi(0.5, k, 0)
+        let renyi = ready(Iwae::renyi(0.5, k).unwrap(), &model, &guide)
             .unwrap()
             .loss(&mut c(), &model, &guide)
             .unwrap()
             .bound;
-        let iwae = Iwae::new(k, 0)
+        let iwae = ready(Iwae::new(k).unwrap(), &model, &guide)
             .unwrap()
             .loss(&mut c(), &model, &guide)
             .unwrap()
             .bound;
-        let lw: Vec<f64> = Iwae::new(k, 0)
+        let lw: Vec<f64> = ready(Iwae::new(k).unwrap(), &model, &guide)
             .unwrap()
             .log_weights(&mut c(), &model, &guide)
             .unwrap()
@@ -242,9 +254,9 @@ fn renyi_bound_lies_between_elbo_and_iwae_and_matches_its_formula() {
         assert!((renyi - formula).abs() < 1e-10, "{renyi} vs {formula}");
         assert!(iwae - elbo > 1e-3, "distinct bounds");
     }
-    assert!(Iwae::renyi(1.0, 4, 0).is_err());
-    assert!(Iwae::renyi(-0.5, 4, 0).is_err());
-    assert!(Iwae::renyi(0.5, 4, 0).unwrap().with_dreg().is_err());
+    assert!(Iwae::renyi(1.0, 4).is_err());
+    assert!(Iwae::renyi(-0.5, 4).is_err());
+    assert!(Iwae::renyi(0.5, 4).unwrap().with_dreg().is_err());
 }
 
 #[test]
@@ -267,7 +279,7 @@ fn dreg_gradient_is_unbiased_with_lower_variance() {
         Ok(())
     };
     let m = 5000;
-    let iwae = || Iwae::new(8, 0).unwrap();
+    let iwae = || Iwae::new(8).unwrap();
     for (param, seed) in [("mu", 10u64), ("theta", 20)] {
         let a = gradients(iwae(), &model, &guide, param, 0, m, seed);
         let b = gradients(
@@ -342,7 +354,8 @@ fn iwae_with_local_latents_is_unbiased_under_subsampling() {
         let mut ctx = Ctx::new(seed);
         let m = |c: &mut Ctx| local_model(c, &x, n);
         let g = |c: &mut Ctx| local_guide(c, &x, n);
-        let mut iwae = Iwae::new(k, 1).unwrap().with_local_plate("data");
+        let mut iwae = Iwae::new(k).unwrap().with_local_plate("data");
+        iwae.init_with(&mut ctx, &m, &g).unwrap();
         let (mut ours, mut whole) = (Vec::new(), Vec::new());
         for _ in 0..r {
             let lw = iwae.log_weights(&mut ctx, &m, &g).unwrap();
@@ -395,11 +408,14 @@ fn global_latents_with_a_subsampled_local_plate_are_a_typed_error() {
         ctx.sample("mu", Normal::new(&s(0.0), &s(1.0))?)?;
         ctx.plate("data", 4, opts(), |_, _| Ok(()))
     };
-    let err = Iwae::new(4, 1)
-        .unwrap()
-        .with_local_plate("data")
-        .loss(&mut Ctx::new(0), &model, &guide)
-        .unwrap_err();
+    let err = ready(
+        Iwae::new(4).unwrap().with_local_plate("data"),
+        &model,
+        &guide,
+    )
+    .unwrap()
+    .loss(&mut Ctx::new(0), &model, &guide)
+    .unwrap_err();
     assert!(
         matches!(&err, PplError::GuideMismatch { site, .. } if site == "mu"),
         "{err}"
@@ -416,7 +432,12 @@ fn global_latents_with_a_subsampled_local_plate_are_a_typed_error() {
         ctx.sample("mu", Normal::new(&s(0.0), &s(1.0))?)?;
         Ok(())
     };
-    let mut folded = Iwae::new(4, 1).unwrap().with_local_plate("data");
+    let mut folded = ready(
+        Iwae::new(4).unwrap().with_local_plate("data"),
+        &full,
+        &guide_full,
+    )
+    .unwrap();
     let lw = folded
         .log_weights(&mut Ctx::new(0), &full, &guide_full)
         .unwrap();

@@ -2,10 +2,11 @@
 
 use candle_core::{Device, Tensor};
 use ppl_core::prelude::*;
+use ppl_inference::engines::{Svi, TraceElbo};
 use ppl_inference::observers::{CsvLog, EarlyStopping, LossPlot, Progress};
-use ppl_inference::optim::{Adam, Sgd};
-use ppl_inference::schedule::{Cosine, ExponentialDecay, Schedule};
-use ppl_inference::{Engine, StepLoss, Svi, TraceElbo, Trainer};
+use ppl_inference::{Adam, Sgd};
+use ppl_inference::{Cosine, ExponentialDecay, Schedule};
+use ppl_inference::{Engine, ParamGroup, StepOutput, Trainer};
 
 /// loss(θ) = (θ − 3)², θ a real param; `nan_every` makes every n-th step non-finite.
 struct Quadratic {
@@ -17,19 +18,27 @@ impl Engine for Quadratic {
     fn name(&self) -> &str {
         "quadratic"
     }
-    fn loss(&mut self, ctx: &mut Ctx) -> Result<StepLoss> {
+    fn init(&mut self, _ctx: &mut Ctx) -> Result<()> {
+        Ok(())
+    }
+    fn step(&mut self, ctx: &mut Ctx) -> Result<StepOutput> {
         self.calls += 1;
         let th = ctx.param(
             "theta",
             || Ok(Tensor::new(0f64, &Device::Cpu)?),
             Constraint::Real,
         )?;
-        let loss = (th - 3.0)?.sqr()?;
+        let loss = (&th - 3.0)?.sqr()?;
         let mut value = loss.to_scalar::<f64>()?;
         if self.nan_every > 0 && self.calls % self.nan_every == 0 {
             value = f64::NAN;
         }
-        Ok(StepLoss { loss, value })
+        let metrics = ppl_inference::Metrics::new().with("theta", th.to_scalar::<f64>()?);
+        Ok(StepOutput {
+            loss,
+            value,
+            metrics,
+        })
     }
 }
 
@@ -195,13 +204,151 @@ fn image_grid_writes_a_png_of_the_expected_size() {
     )
     .unwrap();
     let path = dir.join("g.png");
-    ppl_inference::plots::image_grid(&path, &imgs, 2, 2).unwrap();
+    ppl_inference::image_grid(&path, &imgs, 2, 2).unwrap();
     let png = std::fs::read(&path).unwrap();
     let be = |i: usize| u32::from_be_bytes([png[i], png[i + 1], png[i + 2], png[i + 3]]);
     assert_eq!((be(16), be(20)), (22, 26));
     let flat =
         candle_core::Tensor::ones((5, 12), candle_core::DType::F32, &candle_core::Device::Cpu)
             .unwrap();
-    assert!(ppl_inference::plots::image_grid(&path, &flat, 2, 2).is_err());
+    assert!(ppl_inference::image_grid(&path, &flat, 2, 2).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `loss = (a − 1)² + (b − 2)²` on two store parameters and `(f + 1)²` on a free variable.
+struct ThreeQuadratics {
+    free: candle_core::Var,
+}
+
+impl Engine for ThreeQuadratics {
+    fn name(&self) -> &str {
+        "three_quadratics"
+    }
+    fn init(&mut self, _ctx: &mut Ctx) -> Result<()> {
+        Ok(())
+    }
+    fn step(&mut self, ctx: &mut Ctx) -> Result<StepOutput> {
+        let zero = || Ok(Tensor::new(0f64, &Device::Cpu)?);
+        let a = ctx.param("gen/a", zero, Constraint::Real)?;
+        let b = ctx.param("rec/b", zero, Constraint::Real)?;
+        let f = self.free.as_tensor();
+        let da = (&a - 1.0)?;
+        let db = (&b - 2.0)?;
+        let df = (f + 1.0)?;
+        let loss = ((da.sqr()? + db.sqr()?)? + df.sqr()?)?;
+        let value = loss.to_scalar::<f64>()?;
+        let metrics = ppl_inference::Metrics::new()
+            .with("a_err", da.to_scalar::<f64>()?)
+            .with("b_err", db.to_scalar::<f64>()?);
+        Ok(StepOutput {
+            loss,
+            value,
+            metrics,
+        })
+    }
+}
+
+#[test]
+fn parameter_groups_have_their_own_rates_schedules_and_free_variables() {
+    // SGD on (θ − c)² with rate r: θ_n − c = (θ_0 − c)(1 − 2r)ⁿ, exactly, per group.
+    let free = candle_core::Var::from_tensor(&Tensor::new(0f64, &Device::Cpu).unwrap()).unwrap();
+    let mut t = Trainer::with_groups(vec![
+        ParamGroup::new("generative", Sgd::new(0.0).unwrap(), 0.1)
+            .unwrap()
+            .with_prefixes(["gen/"])
+            .unwrap(),
+        ParamGroup::new("recognition", Sgd::new(0.0).unwrap(), 0.25)
+            .unwrap()
+            .with_schedule(ExponentialDecay {
+                lr0: 0.25,
+                gamma: 0.5,
+            }),
+        ParamGroup::free(
+            "latents",
+            vec![("f".into(), free.clone())],
+            Sgd::new(0.0).unwrap(),
+            0.05,
+        )
+        .unwrap(),
+    ])
+    .unwrap();
+    let mut ctx = Ctx::new(0);
+    let mut engine = ThreeQuadratics { free: free.clone() };
+    let r = t.run(&mut ctx, &mut engine, 6).unwrap();
+    let get = |ctx: &Ctx, n: &str| ctx.params().get(n).unwrap().to_scalar::<f64>().unwrap();
+    assert!((get(&ctx, "gen/a") - (1.0 - 0.8f64.powi(6))).abs() < 1e-12);
+    // rec/b: rates 0.25·0.5^s, factors (1 − 0.5^{s+1}) for s = 0..5
+    let fb: f64 = (0..6).map(|s| 1.0 - 0.5f64.powi(s + 1)).product();
+    assert!((get(&ctx, "rec/b") - (2.0 - 2.0 * fb)).abs() < 1e-12);
+    let f = free.as_tensor().to_scalar::<f64>().unwrap();
+    assert!((f - (-1.0 + 0.9f64.powi(6))).abs() < 1e-12);
+    // the engine's metrics reach the report, one value per applied step
+    assert_eq!(r.metrics["a_err"].len(), 6);
+    assert!((r.metrics["a_err"][0] + 1.0).abs() < 1e-12);
+    assert_eq!(t.steps(), 6);
+    // a parameter claimed by two prefix groups, duplicate group names, a schedule that
+    // yields a non-positive rate: typed errors naming what is wrong
+    let mut two = Trainer::with_groups(vec![
+        ParamGroup::new("x", Sgd::new(0.0).unwrap(), 0.1)
+            .unwrap()
+            .with_prefixes(["gen/"])
+            .unwrap(),
+        ParamGroup::new("y", Sgd::new(0.0).unwrap(), 0.1)
+            .unwrap()
+            .with_prefixes(["gen"])
+            .unwrap(),
+    ])
+    .unwrap();
+    let e = two.run(&mut ctx, &mut engine, 1).unwrap_err();
+    assert!(matches!(e, PplError::InvalidConfig { .. }), "{e}");
+    assert!(
+        e.to_string().contains("`gen/a`") && e.to_string().contains("`x`"),
+        "{e}"
+    );
+    assert!(Trainer::with_groups(vec![
+        ParamGroup::new("x", Sgd::new(0.0).unwrap(), 0.1).unwrap(),
+        ParamGroup::new("x", Sgd::new(0.0).unwrap(), 0.1).unwrap(),
+    ])
+    .is_err());
+    let mut bad = Trainer::new(Sgd::new(0.0).unwrap(), 0.1)
+        .unwrap()
+        .with_schedule(ExponentialDecay {
+            lr0: 0.1,
+            gamma: -1.0,
+        });
+    let before = get(&ctx, "gen/a");
+    let e = bad.run(&mut ctx, &mut engine, 3).unwrap_err();
+    assert!(
+        e.to_string().contains("learning rate -0.1 at step 1"),
+        "{e}"
+    );
+    assert_eq!(
+        get(&ctx, "gen/a"),
+        before - 0.2 * (before - 1.0),
+        "only step 0 was applied"
+    );
+}
+
+#[test]
+fn metrics_become_csv_columns() {
+    let dir = std::env::temp_dir().join(format!("ppl-metrics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut t = Trainer::new(Sgd::new(0.0).unwrap(), 0.1)
+        .unwrap()
+        .observe(CsvLog::new(dir.join("log.csv")));
+    let mut q = Quadratic {
+        calls: 0,
+        nan_every: 0,
+    };
+    t.run(&mut Ctx::new(0), &mut q, 3).unwrap();
+    let csv = std::fs::read_to_string(dir.join("log.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "step,loss,average,lr,skipped,theta");
+    // θ before step 1 of SGD at rate 0.1 on (θ − 3)²: 0.6
+    assert!(
+        lines[2].ends_with(",0.6000000000000001") || lines[2].ends_with(",0.6"),
+        "{}",
+        lines[2]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

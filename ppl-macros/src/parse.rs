@@ -117,27 +117,25 @@ fn sample_options(a: &mut Vec<Expr>) -> syn::Result<Option<Expr>> {
             Expr::Path(p) if p.qself.is_none() => p.path.get_ident().cloned(),
             _ => None,
         };
-        let unknown = |span: proc_macro2::Span, what: String| {
-            syn::Error::new(
-                span,
-                format!(
-                    "unknown `sample!` option {what} (the only option is `obs = value`, an \
-                     `Option<&Tensor>`)"
-                ),
-            )
-        };
         match key {
             Some(k) if k == "obs" && obs.is_some() => {
                 return Err(syn::Error::new(k.span(), "`obs` is given twice"));
             }
             Some(k) if k == "obs" => obs = Some((*assign.right).clone()),
-            Some(k) => return Err(unknown(k.span(), format!("`{k}`"))),
+            Some(k) => {
+                return Err(syn::Error::new(
+                    k.span(),
+                    format!(
+                        "unknown `sample!` option `{k}` (the only option is `obs = value`, an \
+                         `Option<&Tensor>`)"
+                    ),
+                ))
+            }
             None => {
-                let left = &assign.left;
-                return Err(unknown(
-                    syn::spanned::Spanned::span(left),
-                    format!("`{}`", quote::ToTokens::to_token_stream(left)),
-                ));
+                return Err(syn::Error::new_spanned(
+                    &assign.left,
+                    "expected `obs = value` (an `Option<&Tensor>`) after the distribution",
+                ))
             }
         }
         a.pop();

@@ -7,7 +7,9 @@ use std::collections::HashSet;
 
 /// Turns latent sample sites into observed ones with the given values:
 /// `condition(model, {"z": z0})` scores `z0` under the site's distribution. The shape of
-/// each value is checked against the site's batch + event shape.
+/// each value is checked against the site's batch + event shape. An input site
+/// ([`Ctx::input`](crate::ctx::Ctx::input)) named in the data reads that value instead
+/// (new data; dtype and device must match the original).
 #[derive(Debug, Clone)]
 pub struct Condition {
     data: ChoiceMap,
@@ -35,10 +37,10 @@ impl Condition {
 
 impl Handler for Condition {
     fn process(&mut self, msg: &mut Message) -> Result<()> {
-        if msg.kind == SiteKind::Sample {
+        if matches!(msg.kind, SiteKind::Sample | SiteKind::Input) {
             if let Some(v) = self.data.get(&msg.name) {
                 msg.value = Some(v.clone());
-                msg.observed = true;
+                msg.observed = msg.kind == SiteKind::Sample;
                 self.used.insert(msg.name.clone());
             }
         }

@@ -1,6 +1,7 @@
 use super::Handler;
 use crate::error::Result;
 use crate::message::Message;
+use crate::site::SiteKind;
 use candle_core::{DType, Tensor};
 
 /// Keeps the log density of sample and factor sites only where `mask` is nonzero (the
@@ -21,6 +22,9 @@ impl Mask {
 
 impl Handler for Mask {
     fn process(&mut self, msg: &mut Message) -> Result<()> {
+        if msg.kind == SiteKind::Input {
+            return Ok(()); // no density to mask
+        }
         msg.mask = Some(match &msg.mask {
             None => self.mask.clone(),
             Some(m) => m.broadcast_mul(&self.mask)?,

@@ -25,6 +25,20 @@
 //! # Ok(()) }
 //! ```
 //!
+//! | handler | effect |
+//! |---|---|
+//! | [`TraceHandler`] | records every site into a [`Trace`](crate::trace::Trace) |
+//! | [`Replay`] | reuses a trace's latents, subsample indices and inputs |
+//! | [`Condition`] | observes latents at given values; replaces named inputs |
+//! | [`Substitute`] | replaces latent, param (and named input) values without observing them |
+//! | [`Uncondition`] | samples observed sites as latents (joint draws `(z, x) ~ p`, wake-sleep) |
+//! | [`Block`] | hides sites from the handlers outside it |
+//! | [`Scale`], [`Mask`] | multiply / mask log densities |
+//! | [`Scope`] | prefixes site names |
+//! | [`Seed`] | a seeded generator for the sites inside |
+//! | [`StopGradient`] | detaches latent samples |
+//! | [`Plate`] | the handler behind `Ctx::plate_enter` |
+//!
 //! A user-defined handler implements [`Handler`] (both methods have no-op defaults).
 
 mod block;
@@ -38,6 +52,7 @@ mod seed;
 mod stop_gradient;
 mod substitute;
 mod trace;
+mod uncondition;
 
 pub use block::Block;
 pub use condition::Condition;
@@ -50,6 +65,7 @@ pub use seed::Seed;
 pub use stop_gradient::StopGradient;
 pub use substitute::Substitute;
 pub use trace::TraceHandler;
+pub use uncondition::Uncondition;
 
 use crate::error::Result;
 use crate::message::{Message, PlateFrame};

@@ -50,7 +50,7 @@ impl Handler for Plate {
                 msg.dist = Some(d.expand(&target)?);
             }
         }
-        if msg.kind != SiteKind::Deterministic {
+        if !matches!(msg.kind, SiteKind::Deterministic | SiteKind::Input) {
             msg.scale *= self.frame.scale();
         }
         Ok(())

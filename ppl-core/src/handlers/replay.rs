@@ -6,23 +6,25 @@ use crate::trace::Trace;
 use candle_core::Tensor;
 use std::collections::HashMap;
 
-/// Reuses the values of a trace (typically the guide's) at the latent sites of the same
-/// name: `replay(model, guide_trace)`, and its plates' subsample indices, so the model sees
-/// the guide's minibatch. Observed sites keep their data; sites absent from the trace are
-/// sampled as usual.
+/// Reuses the values of a trace (typically the guide's) at the sites of the same name and
+/// role: `replay(model, guide_trace)`. A latent takes the trace's latent value, a plate's
+/// subsample indices the trace's indices (so the model sees the guide's minibatch), and an
+/// input ([`Ctx::input`](crate::ctx::Ctx::input)) the trace's input value (so the model
+/// reads the data the guide read). Observed sites keep their data; sites absent from the
+/// trace, or present with another role, are sampled as usual.
 #[derive(Debug, Clone)]
 pub struct Replay {
-    values: HashMap<SiteName, Tensor>,
+    values: HashMap<SiteName, (SiteKind, Tensor)>,
 }
 
 impl Replay {
-    /// Replays the latent sample sites of `trace`.
+    /// Replays the latent sample sites, subsample indices and inputs of `trace`.
     pub fn new(trace: &Trace) -> Self {
         let values = trace
             .sites()
             .iter()
-            .filter(|s| s.is_latent() || s.kind == SiteKind::Subsample)
-            .map(|s| (s.name.clone(), s.value.clone()))
+            .filter(|s| s.is_latent() || matches!(s.kind, SiteKind::Subsample | SiteKind::Input))
+            .map(|s| (s.name.clone(), (s.kind, s.value.clone())))
             .collect();
         Replay { values }
     }
@@ -30,9 +32,11 @@ impl Replay {
 
 impl Handler for Replay {
     fn process(&mut self, msg: &mut Message) -> Result<()> {
-        if msg.is_latent() || msg.kind == SiteKind::Subsample {
-            if let Some(v) = self.values.get(&msg.name) {
-                msg.value = Some(v.clone());
+        if msg.is_latent() || matches!(msg.kind, SiteKind::Subsample | SiteKind::Input) {
+            if let Some((kind, v)) = self.values.get(&msg.name) {
+                if *kind == msg.kind {
+                    msg.value = Some(v.clone());
+                }
             }
         }
         Ok(())

@@ -1,6 +1,7 @@
 use super::Handler;
 use crate::error::{PplError, Result};
 use crate::message::Message;
+use crate::site::SiteKind;
 
 /// Multiplies the log density of every sample and factor site by a positive constant
 /// (e.g. KL annealing, or `N / n` for hand-made minibatches).
@@ -24,7 +25,9 @@ impl Scale {
 
 impl Handler for Scale {
     fn process(&mut self, msg: &mut Message) -> Result<()> {
-        msg.scale *= self.factor;
+        if msg.kind != SiteKind::Input {
+            msg.scale *= self.factor;
+        }
         Ok(())
     }
 }

@@ -9,7 +9,9 @@ type ValueFn = Box<dyn FnMut(&Message) -> Option<Tensor> + Send>;
 
 /// Replaces the values of latent sample sites and param sites without making them
 /// observed: with fixed tensors, or with trainable ones (a `candle_core::Var`'s tensor)
-/// so an engine can optimise latents directly (energy minimisation, MAP).
+/// so an engine can optimise latents directly (energy minimisation, MAP). A map also
+/// replaces the value of an input site ([`Ctx::input`](crate::ctx::Ctx::input)) it names;
+/// a function is asked about latent and param sites only.
 pub struct Substitute {
     source: Source,
 }
@@ -46,12 +48,11 @@ impl Substitute {
 
 impl Handler for Substitute {
     fn process(&mut self, msg: &mut Message) -> Result<()> {
-        if !(msg.is_latent() || msg.kind == SiteKind::Param) {
-            return Ok(());
-        }
+        let eligible = msg.is_latent() || msg.kind == SiteKind::Param;
         let v = match &mut self.source {
-            Source::Map(m) => m.get(&msg.name).cloned(),
-            Source::Fn(f) => f(msg),
+            Source::Map(m) if eligible || msg.kind == SiteKind::Input => m.get(&msg.name).cloned(),
+            Source::Fn(f) if eligible => f(msg),
+            _ => None,
         };
         if v.is_some() {
             msg.value = v;

@@ -2,7 +2,7 @@
 //! plates, and the analytic-KL (mean-field) variant.
 //!
 //! For a model `p(x, z)` and a guide `q(z)`, with `K` particles `z_k ~ q` (vectorised in
-//! one run, see [`crate::particles`]):
+//! one run, see [`Particles`]):
 //!
 //! `ELBO ≈ (1/K) Σ_k [log p(x, z_k) − log q(z_k)]`.
 //!
@@ -33,10 +33,11 @@
 //! The loss to minimise is `−surrogate / K` (plus the learned baselines' squared error);
 //! the reported bound is the ELBO estimate.
 
-use crate::objective::{Objective, ObjectiveOutput};
-use crate::particles::{value, Particles};
+use super::baseline::Baseline;
+use super::objective::{not_initialised, Objective, ObjectiveOutput};
+use crate::engine::Metrics;
+use crate::importance::{scalar, ModelInfo, Particles};
 use candle_core::Tensor;
-use ppl_core::compat::check_guide;
 use ppl_core::constraints::Constraint;
 use ppl_core::ctx::Ctx;
 use ppl_core::distributions::kl_divergence;
@@ -47,44 +48,32 @@ use ppl_core::site::SiteName;
 use ppl_core::trace::{Site, Trace};
 use std::collections::{HashMap, HashSet};
 
-pub use crate::particles::PARTICLES;
-
-/// Baselines for score-function terms.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Baseline {
-    /// No baseline (`b = 0`).
-    None,
-    /// Exponential moving average of the site's mean cost with decay `β ∈ [0, 1)`.
-    MovingAverage(f64),
-    /// A scalar parameter `baseline/<site>` per site, trained jointly on `(c − b)²`.
-    Learned,
-}
+/// The prefix of the moving-average baselines in [`Objective::state`].
+const AVERAGE: &str = "baseline_average/";
 
 /// The ELBO objective. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct TraceElbo {
-    particles: Particles,
+    k: usize,
+    /// Set by [`Objective::init`] (the plate nesting comes from the model).
+    particles: Option<Particles>,
     baseline: Baseline,
     rao_blackwellize: bool,
     analytic_kl: bool,
     score_function_only: bool,
     averages: HashMap<SiteName, f64>,
-    checked: bool,
 }
 
 impl Default for TraceElbo {
     fn default() -> Self {
         TraceElbo {
-            particles: Particles {
-                k: 1,
-                max_plate_nesting: 1,
-            },
+            k: 1,
+            particles: None,
             baseline: Baseline::MovingAverage(0.9),
             rao_blackwellize: true,
             analytic_kl: false,
             score_function_only: false,
             averages: HashMap::new(),
-            checked: false,
         }
     }
 }
@@ -104,10 +93,17 @@ impl TraceElbo {
         Self::default()
     }
 
-    /// `k` particles per step, vectorised in a plate left of `max_plate_nesting` plate dims.
-    pub fn with_particles(mut self, k: usize, max_plate_nesting: usize) -> Result<Self> {
-        self.particles = Particles::new(k, max_plate_nesting, "TraceElbo")?;
+    /// `k ≥ 1` particles per step, vectorised in one run inside a plate left of the
+    /// model's plates (their nesting is inferred by [`Objective::init`]).
+    pub fn with_particles(mut self, k: usize) -> Result<Self> {
+        Particles::new(k, 0, "TraceElbo")?;
+        self.k = k;
+        self.particles = None;
         Ok(self)
+    }
+
+    fn particles(&self) -> Result<Particles> {
+        self.particles.ok_or_else(|| not_initialised("trace_elbo"))
     }
 
     /// Decay `β ∈ [0, 1)` of the moving-average baselines.
@@ -119,10 +115,10 @@ impl TraceElbo {
     pub fn with_baseline(mut self, b: Baseline) -> Result<Self> {
         if let Baseline::MovingAverage(beta) = b {
             if !(0.0..1.0).contains(&beta) {
-                return Err(PplError::InvalidArgument {
-                    context: "TraceElbo",
-                    message: format!("baseline decay must be in [0, 1), got {beta}"),
-                });
+                return Err(PplError::config(
+                    "TraceElbo",
+                    format!("baseline decay must be in [0, 1), got {beta}"),
+                ));
             }
         }
         self.baseline = b;
@@ -150,18 +146,19 @@ impl TraceElbo {
 
     fn traces<M: Model + ?Sized, G: Model + ?Sized>(
         &self,
+        particles: &Particles,
         ctx: &mut Ctx,
         model: &M,
         guide: &G,
     ) -> Result<(Trace, Trace)> {
         if !self.score_function_only {
-            return self.particles.traces(ctx, model, guide);
+            return particles.traces(ctx, model, guide);
         }
         let ((), g) = ctx.trace(|ctx| {
-            ctx.handle(StopGradient::all(), |ctx| self.particles.run(ctx, guide))
+            ctx.handle(StopGradient::all(), |ctx| particles.run(ctx, guide))
                 .map(|(r, _)| r)
         })?;
-        let m = self.particles.replay(ctx, model, &g, false)?;
+        let m = particles.replay(ctx, model, &g, false)?;
         Ok((g, m))
     }
 
@@ -231,13 +228,14 @@ impl TraceElbo {
     /// reduced log density `[K?, plate dims of s…]`.
     fn cost(
         &self,
+        particles: &Particles,
         s: &Site,
         s_dims: &[isize],
         terms: &[Term<'_>],
         order: (usize, Option<usize>),
         elbo_k: &Tensor,
     ) -> Result<Tensor> {
-        let lead = usize::from(self.particles.k > 1);
+        let lead = usize::from(particles.k > 1);
         if !self.rao_blackwellize {
             let mut c = elbo_k.clone();
             for _ in s_dims {
@@ -256,7 +254,7 @@ impl TraceElbo {
             if !downstream {
                 continue;
             }
-            let (mut r, t_dims) = self.particles.reduce(t.site, &t.value, |f| {
+            let (mut r, t_dims) = particles.reduce(t.site, &t.value, |f| {
                 s.plates.iter().any(|sf| sf.name == f.name)
             })?;
             for (j, d) in s_dims.iter().enumerate() {
@@ -283,25 +281,26 @@ impl Objective for TraceElbo {
         "trace_elbo"
     }
 
-    /// Runs the guide, replays it into the model, and returns the loss and ELBO. The first
-    /// call also checks that the guide fits the model ([`check_guide`]).
+    fn init(&mut self, info: &ModelInfo) -> Result<()> {
+        self.particles = Some(Particles::new(self.k, info.max_plate_nesting, "TraceElbo")?);
+        Ok(())
+    }
+
+    /// Runs the guide, replays it into the model, and returns the loss and ELBO.
     fn loss<M: Model + ?Sized, G: Model + ?Sized>(
         &mut self,
         ctx: &mut Ctx,
         model: &M,
         guide: &G,
     ) -> Result<ObjectiveOutput> {
-        let (g, m) = self.traces(ctx, model, guide)?;
-        if !self.checked {
-            check_guide(&m, &g)?;
-            self.checked = true;
-        }
-        let k = self.particles.k as f64;
+        let particles = self.particles()?;
+        let (g, m) = self.traces(&particles, ctx, model, guide)?;
+        let k = particles.k as f64;
         let terms = self.terms(&g, &m)?;
         let mut elbo_k: Option<Tensor> = None;
         for t in &terms {
             // The sign is applied when accumulating (a sub, not a neg node per guide site).
-            let v = self.particles.per_particle(t.site, &t.value)?;
+            let v = particles.per_particle(t.site, &t.value)?;
             elbo_k = Some(match (elbo_k, t.from_model) {
                 (None, true) => v,
                 (None, false) => v.neg()?,
@@ -315,21 +314,24 @@ impl Objective for TraceElbo {
                 }
             });
         }
-        let elbo_k = elbo_k.ok_or_else(|| PplError::InvalidArgument {
-            context: "TraceElbo",
-            message: "neither the model nor the guide has a site with a density".into(),
+        let elbo_k = elbo_k.ok_or_else(|| {
+            PplError::config(
+                "TraceElbo",
+                "neither the model nor the guide has a site with a density",
+            )
         })?;
         let mut surrogate = if elbo_k.rank() == 0 {
             elbo_k.clone()
         } else {
             elbo_k.sum_all()?
         };
-        let elbo = value(&surrogate)? / k;
+        let elbo = scalar(&surrogate)? / k;
         if !elbo.is_finite() {
             // Leave the baselines alone; the training loop skips non-finite steps.
             return Ok(ObjectiveOutput {
                 loss: surrogate.neg()?,
                 bound: elbo,
+                metrics: Metrics::new(),
             });
         }
         let cost_k = elbo_k.detach();
@@ -352,16 +354,16 @@ impl Objective for TraceElbo {
             if !s.is_latent() || s.reparameterized || !s.has_density() {
                 continue;
             }
-            let (lq, s_dims) = self.particles.reduce(s, &s.masked_log_prob()?, |_| true)?;
+            let (lq, s_dims) = particles.reduce(s, &s.masked_log_prob()?, |_| true)?;
             let order = (g_order, m_index.get(&s.name).copied());
             let cost = self
-                .cost(s, &s_dims, &terms, order, &cost_k)?
+                .cost(&particles, s, &s_dims, &terms, order, &cost_k)?
                 .detach()
                 .to_dtype(lq.dtype())?;
             let advantage = match self.baseline {
                 Baseline::None => cost,
                 Baseline::MovingAverage(beta) => {
-                    let mean = value(&cost)? / cost.elem_count() as f64;
+                    let mean = scalar(&cost)? / cost.elem_count() as f64;
                     let b = self.averages.get(&s.name).copied().unwrap_or(mean);
                     self.averages
                         .insert(s.name.clone(), beta * b + (1.0 - beta) * mean);
@@ -393,6 +395,45 @@ impl Objective for TraceElbo {
             let bl = bl.to_dtype(loss.dtype())?;
             loss = (loss + bl)?;
         }
-        Ok(ObjectiveOutput { loss, bound: elbo })
+        Ok(ObjectiveOutput {
+            loss,
+            bound: elbo,
+            metrics: Metrics::new(),
+        })
+    }
+
+    /// The moving-average baselines, one scalar (f64) per site: `baseline_average/<site>`.
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = self
+            .averages
+            .iter()
+            .map(|(name, v)| {
+                let t = Tensor::new(*v, &candle_core::Device::Cpu)?;
+                Ok((format!("{AVERAGE}{name}"), t))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    fn load_state(&mut self, state: HashMap<String, Tensor>) -> Result<()> {
+        let mut averages = HashMap::new();
+        for (key, t) in state {
+            let name = key.strip_prefix(AVERAGE).ok_or_else(|| {
+                PplError::config(
+                    "TraceElbo::load_state",
+                    format!("unexpected state `{key}` (expected `{AVERAGE}<site>`)"),
+                )
+            })?;
+            if t.elem_count() != 1 {
+                return Err(PplError::config(
+                    "TraceElbo::load_state",
+                    format!("`{key}` must hold one value, got shape {:?}", t.dims()),
+                ));
+            }
+            averages.insert(SiteName::parse(name), scalar(&t)?);
+        }
+        self.averages = averages;
+        Ok(())
     }
 }

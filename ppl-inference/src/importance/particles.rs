@@ -1,4 +1,5 @@
-//! Vectorised particles and the reductions every objective shares.
+//! Vectorised particles, guide→model tracing, and the plate-aware reductions every
+//! objective shares.
 //!
 //! `K` particles run as one model execution inside the plate [`PARTICLES`] at dim
 //! `−(max_plate_nesting + 1)`, so each site's log density has a particle axis left of its
@@ -27,18 +28,27 @@ pub struct Particles {
 }
 
 impl Particles {
-    /// `k` particles left of `max_plate_nesting` plate dims; `k = 0` is an error.
+    /// `k` particles left of `max_plate_nesting` plate dims; `k = 0` is an error naming
+    /// `context`.
     pub fn new(k: usize, max_plate_nesting: usize, context: &'static str) -> Result<Self> {
         if k == 0 {
-            return Err(PplError::InvalidArgument {
+            return Err(PplError::config(
                 context,
-                message: "the number of particles must be at least 1".into(),
-            });
+                "the number of particles must be at least 1",
+            ));
         }
         Ok(Particles {
             k,
             max_plate_nesting,
         })
+    }
+
+    /// One particle (no particle plate).
+    pub fn single() -> Self {
+        Particles {
+            k: 1,
+            max_plate_nesting: 0,
+        }
     }
 
     /// Runs `m` once, inside the particle plate when `k > 1`.
@@ -97,18 +107,20 @@ impl Particles {
         }
         let axis = lp.rank() as isize - self.max_plate_nesting as isize - 1;
         if axis < 0 || lp.dim(axis as usize)? != self.k {
-            return Err(PplError::Site {
-                site: site.name.to_string(),
-                plates: ppl_core::message::describe_plates(&site.plates),
-                message: format!(
-                    "log density of shape {:?} has no particle dim of size {} at {} (is \
-                     max_plate_nesting = {} right?)",
+            return Err(PplError::site(
+                &site.name,
+                ppl_core::message::describe_plates(&site.plates),
+                format!(
+                    "log density of shape {:?} has no particle dim of size {} at dim {} \
+                     (the model and guide used {} batch dims when the engine was \
+                     initialised; a site whose batch shape changes between runs cannot be \
+                     vectorised over particles)",
                     lp.dims(),
                     self.k,
                     -(self.max_plate_nesting as isize) - 1,
                     self.max_plate_nesting
                 ),
-            });
+            ));
         }
         Ok(Some(axis as usize))
     }
@@ -162,8 +174,8 @@ pub fn log_mean_exp0(x: &Tensor) -> Result<Tensor> {
     Ok((s + m)?.squeeze(0)?.affine(1.0, -k.ln())?)
 }
 
-/// The scalar value of a tensor as `f64`.
-pub fn value(t: &Tensor) -> Result<f64> {
+/// The sum of a tensor's elements as `f64` (its value, for a scalar).
+pub fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(candle_core::DType::F64)?
         .sum_all()?
         .to_scalar::<f64>()?)

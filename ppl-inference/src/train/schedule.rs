@@ -1,4 +1,8 @@
-//! Learning-rate schedules.
+//! Learning-rate schedules. The trainer checks every rate a schedule yields (finite and
+//! positive) and saves its step count in checkpoints, so a resumed run continues the
+//! schedule where it stopped.
+
+use ppl_core::error::{PplError, Result};
 
 /// The learning rate at each step (0-based).
 pub trait Schedule {
@@ -9,6 +13,19 @@ pub trait Schedule {
 /// A constant learning rate.
 #[derive(Debug, Clone, Copy)]
 pub struct Constant(pub f64);
+
+impl Constant {
+    /// A constant rate `lr`, which must be finite and positive.
+    pub fn new(lr: f64) -> Result<Self> {
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(PplError::config(
+                "learning rate",
+                format!("must be finite and positive, got {lr}"),
+            ));
+        }
+        Ok(Constant(lr))
+    }
+}
 
 impl Schedule for Constant {
     fn lr(&self, _step: u64) -> f64 {

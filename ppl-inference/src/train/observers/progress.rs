@@ -2,8 +2,8 @@ use crate::train::{Control, Observer, StepInfo, TrainReport};
 use indicatif::{ProgressBar, ProgressStyle};
 use ppl_core::error::Result;
 
-/// An indicatif progress bar showing the step, the loss and its moving average (drawn on
-/// stderr; hidden when stderr is not a terminal).
+/// An indicatif progress bar showing the step, the loss, its moving average, the learning
+/// rate and the engine's metrics (drawn on stderr; hidden when stderr is not a terminal).
 pub struct Progress {
     bar: ProgressBar,
 }
@@ -25,17 +25,17 @@ impl Observer for Progress {
     fn on_step(&mut self, info: &StepInfo) -> Result<Control> {
         self.bar.set_position(info.step + 1);
         if info.step % 10 == 0 {
-            self.bar.set_message(format!(
-                "loss {:.4} avg {:.4} lr {:.2e}{}",
-                info.loss,
-                info.average,
-                info.lr,
-                if info.skipped > 0 {
-                    format!(" skipped {}", info.skipped)
-                } else {
-                    String::new()
-                }
-            ));
+            let mut msg = format!(
+                "loss {:.4} avg {:.4} lr {:.2e}",
+                info.loss, info.average, info.lr
+            );
+            for (name, v) in info.metrics.iter() {
+                msg.push_str(&format!(" {name} {v:.4}"));
+            }
+            if info.skipped > 0 {
+                msg.push_str(&format!(" skipped {}", info.skipped));
+            }
+            self.bar.set_message(msg);
         }
         Ok(Control::Continue)
     }
