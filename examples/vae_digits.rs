@@ -159,24 +159,12 @@ fn load_mnist(dir: &Path) -> std::result::Result<Data, Error> {
     Ok(Data { train, test, side })
 }
 
-/// Runs `f` inside plate `data` over the rows of `x` with the rows of this run: a random
-/// minibatch of `batch` (drawn by the guide, replayed into the model) or all of them.
-fn in_data_plate(
-    ctx: &mut Ctx,
-    x: &Tensor,
-    batch: Option<usize>,
-    f: impl FnOnce(&mut Ctx, &Tensor) -> Result<()>,
-) -> Result<()> {
-    let opts = PlateOpts {
-        subsample_size: batch,
-        ..Default::default()
-    };
-    ctx.plate("data", x.dim(0)?, opts, |ctx, idx| {
-        let xb = match batch {
-            Some(_) => x.index_select(&idx.indices()?, 0)?,
-            None => x.clone(),
-        };
-        f(ctx, &xb)
+/// The rows of `x` in this run of plate `data`: the minibatch `idx` drawn by the guide (and
+/// replayed into the model), or all of them without subsampling.
+fn rows(x: &Tensor, idx: &Tensor, batch: Option<usize>) -> Result<Tensor> {
+    Ok(match batch {
+        Some(_) => x.index_select(idx, 0)?,
+        None => x.clone(),
     })
 }
 
@@ -215,24 +203,26 @@ impl Vae {
     }
 
     /// `p(x, z)` over the images `x`, `batch` of them per run when subsampling.
-    fn model(&self, ctx: &mut Ctx, x: &Tensor, batch: Option<usize>) -> Result<()> {
-        in_data_plate(ctx, x, batch, |ctx, xb| {
-            let n = xb.dim(0)?;
-            let prior = Normal::standard(&[n, self.z], DType::F32, &Device::Cpu)?.to_event(1)?;
-            let z = ctx.sample("latent", prior)?;
-            let logits = self.decode(&z)?;
-            ctx.observe("obs", Bernoulli::from_logits(&logits)?.to_event(1)?, xb)?;
-            Ok(())
-        })
+    #[model]
+    fn model(&self, x: &Tensor, batch: Option<usize>) -> Result<()> {
+        plate!("data", x.dim(0)?, subsample = batch, |idx| {
+            let xb = rows(x, &idx, batch)?;
+            let prior = Normal::standard(&[xb.dim(0)?, self.z], DType::F32, &Device::Cpu)?;
+            let latent = sample!(prior.to_event(1)?);
+            let logits = self.decode(&latent)?;
+            observe!("obs", Bernoulli::from_logits(&logits)?.to_event(1)?, &xb);
+        });
+        Ok(())
     }
 
     /// `q(z | x)`, drawing the minibatch that the model then replays.
-    fn guide(&self, ctx: &mut Ctx, x: &Tensor, batch: Option<usize>) -> Result<()> {
-        in_data_plate(ctx, x, batch, |ctx, xb| {
-            let (loc, scale) = self.encode(xb)?;
-            ctx.sample("latent", Normal::new(&loc, &scale)?.to_event(1)?)?;
-            Ok(())
-        })
+    #[model]
+    fn guide(&self, x: &Tensor, batch: Option<usize>) -> Result<()> {
+        plate!("data", x.dim(0)?, subsample = batch, |idx| {
+            let (loc, scale) = self.encode(&rows(x, &idx, batch)?)?;
+            sample!("latent", Normal::new(&loc, &scale)?.to_event(1)?);
+        });
+        Ok(())
     }
 }
 

@@ -26,17 +26,23 @@
 //! | primitive | meaning |
 //! |---|---|
 //! | `let z = sample!(dist)` / `sample!("z", dist)` | a latent random choice (name from the `let` binding, or explicit) |
+//! | `sample!("y", dist, obs = y)` | observed with `y: Option<&Tensor>` when `Some`, latent when `None` (an `Option<Tensor>` field of the latents struct, `Some` only when latent) |
 //! | `observe!("x", dist, value)` | an observed random choice with data `value` |
+//! | `input!("x", &data)` / `let x = input!(&data)` | data the model reads, as an input site (no density); returns it, or the replacement a `Condition`/`Substitute`/`Replay` handler gives (e.g. to run a guide on new data) |
 //! | `let w = param!(init)` / `param!("w", init, constraint)` | a learnable tensor in the parameter store, kept in the support of `constraint` (default real) |
-//! | `plate!("data", n, { ... })` | conditionally independent batch dim; options `subsample = m`, `dim = -2`; `|idx| { ... }` binds the (sub)sample indices |
+//! | `plate!("data", n, { ... })` | conditionally independent batch dim; options `subsample = m` (a `usize`, or an `Option<usize>` where `None` is the whole plate), `dim = -2`; `|idx| { ... }` binds the (sub)sample indices |
 //! | `factor!("name", log_weight)` | adds an arbitrary log weight (an energy, a penalty) |
 //! | `let y = deterministic!(value)` | records a value in the trace |
 //! | `module!("path", \|vb\| build(vb))` | a candle-nn module whose weights live in the parameter store under `path` |
+//! | `#[model]` on a method | `fn f(&self, args)` (or `&mut self`) becomes `fn f(&self, ctx: &mut Ctx, args)`; no latents struct (an `impl` cannot hold one; `#[model(latents)]` there is a compile error) |
+//! | same name in exclusive branches | `if c { sample!("z", a) } else { sample!("z", b) }` (or `match` arms) is one site per run; the latents field is an `Option<Tensor>`; a name reused on one path is a compile error |
 //!
 //! A dynamic name such as `("x", i)` (no allocation) or `format!(...)` names sites in loops.
 //! The macro adds a `&mut Ctx` first parameter (declare `ctx: &mut Ctx` yourself to use the
-//! context directly, e.g. to call a sub-model), and generates `<Name>Latents`, a struct with
-//! one `Tensor` per latent site.
+//! context directly, e.g. to call a sub-model), and, for a free function, generates
+//! `<Name>Latents`, a struct with one field per literal latent site: a `Tensor` for a site
+//! that runs on every execution, an `Option<Tensor>` for one that appears only in some
+//! branches or may be observed (`obs =`), `Some` when the traced site was latent.
 //!
 //! ```
 //! use ppl::prelude::*;
@@ -71,18 +77,11 @@
 // namespaces where names are many.
 
 // The model runtime.
-pub use ppl_core::check_guide;
-pub use ppl_core::ChoiceMap;
-pub use ppl_core::Constraint;
-pub use ppl_core::ParamStore;
-pub use ppl_core::PplRng;
-pub use ppl_core::{assess, generate, simulate, Model};
-pub use ppl_core::{best_device, device_from_name};
-pub use ppl_core::{Ctx, PlateGuard, PlateOpts};
-pub use ppl_core::{Message, PlateFrame};
-pub use ppl_core::{PplError, Result};
-pub use ppl_core::{Site, Trace};
-pub use ppl_core::{SiteKind, SiteName};
+pub use ppl_core::{
+    assess, best_device, check_guide, device_from_name, generate, simulate, ChoiceMap, Constraint,
+    Ctx, Message, Model, ParamStore, PlateFrame, PlateGuard, PlateOpts, PplError, PplRng, Result,
+    Site, SiteKind, SiteName, Trace,
+};
 pub use ppl_macros::model;
 
 // Inference: the engine contract, training, prediction.
@@ -96,11 +95,12 @@ pub use ppl_inference::{
 pub use ppl_core::{distributions, handlers, linalg, special, transforms, validation};
 pub use ppl_inference::{engines, guides, observers, plots};
 
-/// Used by the code `#[model]` generates; not a stable API.
+/// Used by the code `#[model]` generates; not a stable API. The macro names nothing of
+/// this crate outside this module, so the facade's public layout can change freely.
 #[doc(hidden)]
 pub mod __private {
     pub use candle_core::Tensor;
-    pub use ppl_core::ParamInit;
+    pub use ppl_core::{ChoiceMap, Constraint, Ctx, ParamInit, PlateOpts, Result, SiteName, Trace};
 }
 
 /// A latent site: `let z = sample!(dist)` or `sample!(name, dist)`.
@@ -180,6 +180,17 @@ macro_rules! module {
     };
 }
 
+/// An input site: `input!(name, data)` or `let x = input!(data)` (name from the binding).
+///
+/// Only valid inside a `#[model]` function, which rewrites it into a call on the model's
+/// context; anywhere else it is a compile error.
+#[macro_export]
+macro_rules! input {
+    ($($t:tt)*) => {
+        ::core::compile_error!("`input!` can only be used inside a `#[model]` function")
+    };
+}
+
 /// The README's code blocks, compiled and run as doctests so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
@@ -188,7 +199,7 @@ pub struct ReadmeDoctests;
 /// Everything a model or an inference script usually needs.
 pub mod prelude {
     pub use crate::engines::{Iwae, Svi, TraceElbo};
-    pub use crate::{deterministic, factor, module, observe, param, plate, sample};
+    pub use crate::{deterministic, factor, input, module, observe, param, plate, sample};
     pub use crate::{Adam, Engine, ParamGroup, Predictive, Sgd, Trainer};
     pub use ppl_core::prelude::*;
     pub use ppl_macros::model;

@@ -214,3 +214,261 @@ fn a_macro_guide_fits_its_macro_model() {
         "{err}"
     );
 }
+
+/// Sites, order, values (bit for bit), kinds and log joints of two traces agree.
+fn assert_same_traces(ta: &Trace, tb: &Trace) {
+    assert_eq!(
+        values(ta),
+        values(tb),
+        "same sites, same order, same values"
+    );
+    let kinds = |t: &Trace| -> Vec<_> { t.sites().iter().map(|s| (s.kind, s.observed)).collect() };
+    assert_eq!(kinds(ta), kinds(tb));
+    assert_eq!(ta.format_shapes().unwrap(), tb.format_shapes().unwrap());
+    assert_eq!(
+        ta.log_joint().unwrap().to_scalar::<f64>().unwrap(),
+        tb.log_joint().unwrap().to_scalar::<f64>().unwrap()
+    );
+}
+
+/// A model that owns its settings: `#[model]` on a method.
+struct Regression {
+    prior_scale: f64,
+    calls: usize,
+}
+
+impl Regression {
+    #[model]
+    fn model(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        let dev = x.device();
+        let w = sample!(Normal::new(
+            &Tensor::new(0f64, dev)?,
+            &Tensor::new(self.prior_scale, dev)?
+        )?);
+        let sigma = param!("sigma", Tensor::new(0.5f64, dev), Constraint::Positive);
+        plate!("data", x.dim(0)?, subsample = Some(2), |idx| {
+            let mean = x.index_select(&idx, 0)?.broadcast_mul(&w)?;
+            observe!("y", Normal::new(&mean, &sigma)?, y.index_select(&idx, 0)?);
+        });
+        Ok(w)
+    }
+
+    fn model_by_hand(&self, ctx: &mut Ctx, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        let dev = x.device();
+        let w = ctx.sample(
+            "w",
+            Normal::new(
+                &Tensor::new(0f64, dev)?,
+                &Tensor::new(self.prior_scale, dev)?,
+            )?,
+        )?;
+        let sigma = ctx.param(
+            "sigma",
+            || Ok(Tensor::new(0.5f64, dev)?),
+            Constraint::Positive,
+        )?;
+        let opts = PlateOpts {
+            subsample_size: Some(2),
+            ..Default::default()
+        };
+        ctx.plate("data", x.dim(0)?, opts, |ctx, guard| {
+            let idx = guard.indices()?;
+            let mean = x.index_select(&idx, 0)?.broadcast_mul(&w)?;
+            ctx.observe("y", Normal::new(&mean, &sigma)?, &y.index_select(&idx, 0)?)?;
+            Ok(())
+        })?;
+        Ok(w)
+    }
+
+    /// `&mut self`: the receiver stays first, the context comes second.
+    #[model]
+    fn counted(&mut self) -> Result<Tensor> {
+        self.calls += 1;
+        let z = sample!(Normal::new(&s(self.calls as f64), &s(1.0))?);
+        Ok(z)
+    }
+}
+
+#[test]
+fn a_method_model_equals_the_hand_written_method() {
+    let x = Tensor::new(&[0.5f64, -1.0, 2.0, 0.25], &Device::Cpu).unwrap();
+    let y = Tensor::new(&[1.0f64, -2.1, 3.9, 0.4], &Device::Cpu).unwrap();
+    let mut reg = Regression {
+        prior_scale: 2.0,
+        calls: 0,
+    };
+    let (mut a, mut b) = (Ctx::new(11), Ctx::new(11));
+    let (ra, ta) = a.trace(|ctx| reg.model(ctx, &x, &y)).unwrap();
+    let (rb, tb) = b.trace(|ctx| reg.model_by_hand(ctx, &x, &y)).unwrap();
+    assert_same_traces(&ta, &tb);
+    assert_eq!(
+        ra.to_scalar::<f64>().unwrap(),
+        rb.to_scalar::<f64>().unwrap()
+    );
+    assert_eq!(ta.site("y").unwrap().scale, 2.0);
+    let (z, tz) = a.trace(|ctx| reg.counted(ctx)).unwrap();
+    assert_eq!(reg.calls, 1);
+    let want = b
+        .sample("z", Normal::new(&s(1.0), &s(1.0)).unwrap())
+        .unwrap();
+    assert_eq!(
+        z.to_scalar::<f64>().unwrap(),
+        want.to_scalar::<f64>().unwrap()
+    );
+    assert!(tz.site("z").unwrap().is_latent());
+}
+
+/// The same names in exclusive branches: `z` in both arms of an `if`, `extra` a latent in
+/// one arm of a `match` and a deterministic value in another.
+#[model]
+fn branchy(x: &Tensor, k: usize) -> Result<Tensor> {
+    let z = if k % 2 == 0 {
+        sample!("z", Normal::new(&s(0.0), &s(1.0))?)
+    } else {
+        sample!("z", Gamma::new(&s(2.0), &s(2.0))?)
+    };
+    let out = match k {
+        0 => {
+            observe!("obs", Normal::new(&z, &s(1.0))?, x);
+            z.clone()
+        }
+        1 => sample!("extra", Normal::new(&z, &s(1.0))?),
+        _ => deterministic!("extra", (&z * 2.0)?),
+    };
+    Ok(out)
+}
+
+fn branchy_by_hand(ctx: &mut Ctx, x: &Tensor, k: usize) -> Result<Tensor> {
+    let z = if k % 2 == 0 {
+        ctx.sample("z", Normal::new(&s(0.0), &s(1.0))?)?
+    } else {
+        ctx.sample("z", Gamma::new(&s(2.0), &s(2.0))?)?
+    };
+    match k {
+        0 => {
+            ctx.observe("obs", Normal::new(&z, &s(1.0))?, x)?;
+            Ok(z)
+        }
+        1 => ctx.sample("extra", Normal::new(&z, &s(1.0))?),
+        _ => ctx.deterministic("extra", &(&z * 2.0)?),
+    }
+}
+
+#[test]
+fn exclusive_branches_share_a_name_and_give_optional_latents() {
+    assert_eq!(BranchyLatents::SITES, ["z", "extra"]);
+    let x = s(0.7);
+    for k in 0..3 {
+        let (mut a, mut b) = (Ctx::new(5), Ctx::new(5));
+        let (ra, ta) = a.trace(|ctx| branchy(ctx, &x, k)).unwrap();
+        let (rb, tb) = b.trace(|ctx| branchy_by_hand(ctx, &x, k)).unwrap();
+        assert_same_traces(&ta, &tb);
+        assert_eq!(
+            ra.to_scalar::<f64>().unwrap(),
+            rb.to_scalar::<f64>().unwrap()
+        );
+        let lat = BranchyLatents::from_trace(&ta).unwrap();
+        let z = lat.z.as_ref().expect("z is latent on every path");
+        assert_eq!(
+            z.to_scalar::<f64>().unwrap(),
+            ta.value("z").unwrap().to_scalar::<f64>().unwrap()
+        );
+        // `extra` is a latent only for k = 1 (a deterministic site for k = 2)
+        assert_eq!(lat.extra.is_some(), k == 1, "k = {k}");
+        assert_eq!(lat.to_choices().len(), if k == 1 { 2 } else { 1 });
+    }
+    // the Gamma branch's z is positive; conditioning on the latents reproduces the joint
+    let mut ctx = Ctx::new(9);
+    let (_, tr) = ctx.trace(|ctx| branchy(ctx, &x, 1)).unwrap();
+    let lat = BranchyLatents::from_trace(&tr).unwrap();
+    let lj = assess(
+        &mut ctx,
+        &|ctx: &mut Ctx| branchy(ctx, &x, 1),
+        &lat.to_choices(),
+    )
+    .unwrap();
+    assert_eq!(
+        lj.to_scalar::<f64>().unwrap(),
+        tr.log_joint().unwrap().to_scalar::<f64>().unwrap()
+    );
+}
+
+/// `input!` and `sample!(.., obs = ..)`.
+#[model]
+fn semi(data: &Tensor, label: Option<&Tensor>) -> Result<Tensor> {
+    let x = input!(data);
+    input!("scale", &s(0.5));
+    let loc = sample!(Normal::new(&x.mean_all()?, &s(1.0))?);
+    let y = sample!("y", Normal::new(&loc, &s(0.5))?, obs = label);
+    Ok(y)
+}
+
+fn semi_by_hand(ctx: &mut Ctx, data: &Tensor, label: Option<&Tensor>) -> Result<Tensor> {
+    let x = ctx.input("x", data)?;
+    ctx.input("scale", &s(0.5))?;
+    let loc = ctx.sample("loc", Normal::new(&x.mean_all()?, &s(1.0))?)?;
+    ctx.sample_with_obs("y", Normal::new(&loc, &s(0.5))?, label)
+}
+
+#[test]
+fn obs_and_input_equal_the_hand_written_model() {
+    assert_eq!(SemiLatents::SITES, ["loc", "y"]);
+    let data = Tensor::new(&[0.2f64, 0.4, 0.9], &Device::Cpu).unwrap();
+    let label = s(1.25);
+    for obs in [None, Some(&label)] {
+        let (mut a, mut b) = (Ctx::new(21), Ctx::new(21));
+        let (ra, ta) = a.trace(|ctx| semi(ctx, &data, obs)).unwrap();
+        let (rb, tb) = b.trace(|ctx| semi_by_hand(ctx, &data, obs)).unwrap();
+        assert_same_traces(&ta, &tb);
+        assert_eq!(
+            ra.to_scalar::<f64>().unwrap(),
+            rb.to_scalar::<f64>().unwrap()
+        );
+        assert_eq!(ta.inputs().count(), 2);
+        assert_eq!(ta.site("x").unwrap().kind, SiteKind::Input);
+        let lat = SemiLatents::from_trace(&ta).unwrap();
+        let loc = lat.loc.to_scalar::<f64>().unwrap();
+        let lnorm = |v: f64, m: f64, sd: f64| {
+            -0.5 * ((v - m) / sd).powi(2) - sd.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln()
+        };
+        let y = ra.to_scalar::<f64>().unwrap();
+        // log N(loc; mean(data) = 0.5, 1) + log N(y; loc, 0.5); the inputs add nothing
+        let want = lnorm(loc, 0.5, 1.0) + lnorm(y, loc, 0.5);
+        let got = ta.log_joint().unwrap().to_scalar::<f64>().unwrap();
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        match obs {
+            // observed: `y` is the label, and not a latent of the struct (no error either)
+            Some(l) => {
+                assert_eq!(y, l.to_scalar::<f64>().unwrap());
+                assert!(ta.site("y").unwrap().observed);
+                assert!(lat.y.is_none());
+                assert_eq!(lat.to_choices().len(), 1);
+            }
+            None => {
+                assert_eq!(lat.y.as_ref().unwrap().to_scalar::<f64>().unwrap(), y);
+                assert_eq!(lat.to_choices().len(), 2);
+            }
+        }
+    }
+    // a handler replaces the input: the model runs on other data
+    let other = Tensor::new(&[3.0f64, 5.0], &Device::Cpu).unwrap();
+    let mut ctx = Ctx::new(2);
+    let (_, tr) = ctx
+        .trace(|ctx| {
+            ctx.handle(
+                Condition::new(ChoiceMap::new().with("x", other.clone())),
+                |ctx| semi(ctx, &data, None),
+            )
+        })
+        .unwrap();
+    assert_eq!(tr.value("x").unwrap().to_vec1::<f64>().unwrap(), [3.0, 5.0]);
+    let loc_dist_mean = tr
+        .site("loc")
+        .unwrap()
+        .dist
+        .as_ref()
+        .unwrap()
+        .mean()
+        .unwrap();
+    assert_eq!(loc_dist_mean.to_scalar::<f64>().unwrap(), 4.0);
+}

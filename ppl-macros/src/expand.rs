@@ -15,6 +15,22 @@ pub struct SiteRecord {
     pub name: Option<(String, Span)>,
     /// Whether the site sits inside a `for`/`while`/`loop` body.
     pub in_loop: bool,
+    /// The branches the site sits in, outermost first: `(branch point, arm)` for each
+    /// enclosing `if`/`else` or `match`. Two sites are exclusive (at most one runs) when
+    /// they sit in different arms of the same branch point.
+    pub path: Vec<(usize, usize)>,
+    /// A `sample!` site with `obs = ...`: latent only when the value is `None`.
+    pub maybe_observed: bool,
+}
+
+impl SiteRecord {
+    /// Whether at most one of `self` and `other` can run in one execution of the model.
+    pub fn exclusive_with(&self, other: &SiteRecord) -> bool {
+        self.path
+            .iter()
+            .zip(&other.path)
+            .any(|((p, a), (q, b))| p == q && a != b)
+    }
 }
 
 /// Walks a model body, replacing each primitive with its expansion.
@@ -24,6 +40,8 @@ pub struct Rewriter {
     pub errors: Vec<syn::Error>,
     loop_depth: usize,
     plate_depth: usize,
+    branch: Vec<(usize, usize)>,
+    branch_points: usize,
 }
 
 fn kind_str(p: &Primitive) -> &'static str {
@@ -34,6 +52,7 @@ fn kind_str(p: &Primitive) -> &'static str {
         Primitive::Factor { .. } => "factor",
         Primitive::Deterministic { .. } => "deterministic",
         Primitive::Module { .. } => "module",
+        Primitive::Input { .. } => "input",
         Primitive::Plate(_) => "plate",
     }
 }
@@ -41,9 +60,9 @@ fn kind_str(p: &Primitive) -> &'static str {
 fn name_tokens(n: &SiteNameSrc) -> TokenStream {
     match n {
         SiteNameSrc::Literal(s, span) => {
-            quote_spanned!(*span=> ::ppl::SiteName::from_static(#s))
+            quote_spanned!(*span=> ::ppl::__private::SiteName::from_static(#s))
         }
-        SiteNameSrc::Dynamic(e) => quote!(::ppl::SiteName::from(#e)),
+        SiteNameSrc::Dynamic(e) => quote!(::ppl::__private::SiteName::from(#e)),
     }
 }
 
@@ -55,10 +74,36 @@ impl Rewriter {
             errors: Vec::new(),
             loop_depth: 0,
             plate_depth: 0,
+            branch: Vec::new(),
+            branch_points: 0,
         }
     }
 
+    /// Walks the arms of a new branch point (`if`/`else`, `match`), one site path per arm.
+    fn branch_point(&mut self) -> usize {
+        self.branch_points += 1;
+        self.branch_points - 1
+    }
+
+    fn in_arm(&mut self, point: usize, arm: usize, f: impl FnOnce(&mut Self)) {
+        self.branch.push((point, arm));
+        f(self);
+        self.branch.pop();
+    }
+
+    /// Walks code that may or may not run (a match guard, which may also run for several
+    /// arms; the right side of `&&`/`||`; a `let ... else` block): its own branch point with
+    /// a single arm, so its sites are exclusive with nothing and are not certain to run.
+    fn conditional(&mut self, f: impl FnOnce(&mut Self)) {
+        let point = self.branch_point();
+        self.in_arm(point, 0, f);
+    }
+
     fn record(&mut self, kind: &'static str, name: &SiteNameSrc) {
+        self.record_obs(kind, name, false);
+    }
+
+    fn record_obs(&mut self, kind: &'static str, name: &SiteNameSrc, maybe_observed: bool) {
         let name = match name {
             SiteNameSrc::Literal(s, span) => Some((s.clone(), *span)),
             SiteNameSrc::Dynamic(_) => None,
@@ -67,6 +112,8 @@ impl Rewriter {
             kind,
             name,
             in_loop: self.loop_depth > 0,
+            path: self.branch.clone(),
+            maybe_observed,
         });
     }
 
@@ -86,10 +133,23 @@ impl Rewriter {
         let ctx = self.ctx.clone();
         let kind = kind_str(&p);
         match p {
-            Primitive::Sample { name, dist } => {
+            Primitive::Sample {
+                name,
+                dist,
+                obs: None,
+            } => {
                 self.record(kind, &name);
                 let n = name_tokens(&name);
                 syn::parse_quote!(#ctx.sample(#n, #dist)?)
+            }
+            Primitive::Sample {
+                name,
+                dist,
+                obs: Some(obs),
+            } => {
+                self.record_obs(kind, &name, true);
+                let n = name_tokens(&name);
+                syn::parse_quote!(#ctx.sample_with_obs(#n, #dist, #obs)?)
             }
             Primitive::Observe { name, dist, value } => {
                 self.record(kind, &name);
@@ -105,10 +165,10 @@ impl Rewriter {
                 let n = name_tokens(&name);
                 let c = constraint
                     .map(|c| quote!(#c))
-                    .unwrap_or_else(|| quote!(::ppl::Constraint::Real));
+                    .unwrap_or_else(|| quote!(::ppl::__private::Constraint::Real));
                 syn::parse_quote!(#ctx.param(
                     #n,
-                    || -> ::ppl::Result<::ppl::__private::Tensor> {
+                    || -> ::ppl::__private::Result<::ppl::__private::Tensor> {
                         ::ppl::__private::ParamInit::into_init(#init)
                     },
                     #c,
@@ -126,6 +186,11 @@ impl Rewriter {
             }
             Primitive::Module { path, build } => {
                 syn::parse_quote!(#ctx.module(#path, #build)?)
+            }
+            Primitive::Input { name, data } => {
+                self.record(kind, &name);
+                let n = name_tokens(&name);
+                syn::parse_quote!(#ctx.input(#n, &(#data))?)
             }
             Primitive::Plate(args) => self.plate(*args),
         }
@@ -147,8 +212,9 @@ impl Rewriter {
         let n = name_tokens(&name);
         let guard = Ident::new("__ppl_plate", Span::mixed_site());
         let out = Ident::new("__ppl_out", Span::mixed_site());
+        // `subsample = m` takes a `usize` or an `Option<usize>` (`None`: the whole plate).
         let sub = subsample
-            .map(|s| quote!(::core::option::Option::Some(#s)))
+            .map(|s| quote!(::core::convert::Into::<::core::option::Option<usize>>::into(#s)))
             .unwrap_or_else(|| quote!(::core::option::Option::None));
         let dim = dim
             .map(|d| quote!(::core::option::Option::Some(#d)))
@@ -158,7 +224,7 @@ impl Rewriter {
             let #guard = #ctx.plate_enter(
                 #n,
                 #size,
-                ::ppl::PlateOpts {
+                ::ppl::__private::PlateOpts {
                     subsample_size: #sub,
                     dim: #dim,
                     ..::core::default::Default::default()
@@ -184,18 +250,19 @@ impl VisitMut for Rewriter {
     fn visit_local_mut(&mut self, local: &mut Local) {
         let binding = binding_ident(&local.pat).cloned();
         if let Some(init) = &mut local.init {
-            if let Expr::Macro(m) = &*init.expr {
-                if let Some(what) = primitive_name(&m.mac) {
-                    let mac = m.mac.clone();
-                    *init.expr = self.primitive(&mac, &what, binding.as_ref());
-                    if let Some((_, diverge)) = &mut init.diverge {
-                        self.visit_expr_mut(diverge);
-                    }
-                    return;
-                }
+            let primitive = match &*init.expr {
+                Expr::Macro(m) => primitive_name(&m.mac).map(|what| (m.mac.clone(), what)),
+                _ => None,
+            };
+            match primitive {
+                Some((mac, what)) => *init.expr = self.primitive(&mac, &what, binding.as_ref()),
+                None => self.visit_expr_mut(&mut init.expr),
+            }
+            // `let ... else { ... }`: the else block runs only when the pattern fails.
+            if let Some((_, diverge)) = &mut init.diverge {
+                self.conditional(|rw| rw.visit_expr_mut(diverge));
             }
         }
-        visit_mut::visit_local_mut(self, local);
     }
 
     fn visit_stmt_mut(&mut self, stmt: &mut Stmt) {
@@ -222,6 +289,32 @@ impl VisitMut for Rewriter {
                 self.loop_depth += 1;
                 visit_mut::visit_expr_mut(self, expr);
                 self.loop_depth -= 1;
+                return;
+            }
+            Expr::If(i) => {
+                // The condition always runs; then and else are exclusive arms.
+                self.visit_expr_mut(&mut i.cond);
+                let point = self.branch_point();
+                self.in_arm(point, 0, |rw| rw.visit_block_mut(&mut i.then_branch));
+                if let Some((_, e)) = &mut i.else_branch {
+                    self.in_arm(point, 1, |rw| rw.visit_expr_mut(e));
+                }
+                return;
+            }
+            Expr::Match(m) => {
+                self.visit_expr_mut(&mut m.expr);
+                let point = self.branch_point();
+                for (k, arm) in m.arms.iter_mut().enumerate() {
+                    if let Some((_, guard)) = &mut arm.guard {
+                        self.conditional(|rw| rw.visit_expr_mut(guard));
+                    }
+                    self.in_arm(point, k, |rw| rw.visit_expr_mut(&mut arm.body));
+                }
+                return;
+            }
+            Expr::Binary(b) if matches!(b.op, syn::BinOp::And(_) | syn::BinOp::Or(_)) => {
+                self.visit_expr_mut(&mut b.left);
+                self.conditional(|rw| rw.visit_expr_mut(&mut b.right));
                 return;
             }
             Expr::Closure(_) => {
@@ -265,28 +358,77 @@ pub fn latents_ident(fn_name: &Ident) -> Ident {
     format_ident!("{}Latents", camel, span = fn_name.span())
 }
 
-/// The typed struct of the model's latent sites: one `Tensor` field per `sample!` site
-/// with a literal name that is a Rust identifier and is not inside a loop.
+/// One field of the latents struct.
+struct LatentField {
+    ident: Ident,
+    name: String,
+    /// Reached on every run as a latent: a `Tensor` field. Otherwise (only in branches,
+    /// or `obs = ...`) an `Option<Tensor>`.
+    certain: bool,
+}
+
+/// The typed struct of the model's latent sites: one field per `sample!` site name that is
+/// literal, a Rust identifier, and not inside a loop. A site outside every `if`/`match`
+/// (and without `obs = ...`) is a `Tensor` field; a name used only in branches, or a site
+/// with `obs = ...`, is an `Option<Tensor>` field, `Some` when the traced run sampled it as
+/// a latent.
 pub fn latents_struct(func: &ItemFn, sites: &[SiteRecord]) -> TokenStream {
     let vis = &func.vis;
     let name = latents_ident(&func.sig.ident);
-    let mut fields: Vec<(Ident, String)> = Vec::new();
+    let mut fields: Vec<LatentField> = Vec::new();
     for s in sites.iter().filter(|s| s.kind == "sample" && !s.in_loop) {
         if let Some((n, span)) = &s.name {
-            if let Ok(mut id) = syn::parse_str::<Ident>(n) {
-                id.set_span(*span);
-                if !fields.iter().any(|(f, _)| f == &id) {
-                    fields.push((id, n.clone()));
+            if let Ok(mut ident) = syn::parse_str::<Ident>(n) {
+                ident.set_span(*span);
+                let certain = s.path.is_empty() && !s.maybe_observed;
+                match fields.iter_mut().find(|f| f.ident == ident) {
+                    Some(f) => f.certain = false,
+                    None => fields.push(LatentField {
+                        ident,
+                        name: n.clone(),
+                        certain,
+                    }),
                 }
             }
         }
     }
-    let idents: Vec<&Ident> = fields.iter().map(|(i, _)| i).collect();
-    let names: Vec<&String> = fields.iter().map(|(_, n)| n).collect();
-    let field_docs: Vec<String> = names
-        .iter()
-        .map(|n| format!("Value of the latent site `{n}`."))
-        .collect();
+    let names: Vec<&String> = fields.iter().map(|f| &f.name).collect();
+    let decls = fields.iter().map(|f| {
+        let (id, n) = (&f.ident, &f.name);
+        if f.certain {
+            let doc = format!("Value of the latent site `{n}`.");
+            quote!(#[doc = #doc] pub #id: ::ppl::__private::Tensor)
+        } else {
+            let doc = format!(
+                "Value of the latent site `{n}` when the run sampled it as a latent; `None` \
+                 when the run did not reach it or the site was observed."
+            );
+            quote!(#[doc = #doc] pub #id: ::core::option::Option<::ppl::__private::Tensor>)
+        }
+    });
+    let reads = fields.iter().map(|f| {
+        let (id, n) = (&f.ident, &f.name);
+        if f.certain {
+            quote!(#id: trace.value(#n)?)
+        } else {
+            quote!(#id: trace
+                .get(#n)
+                .filter(|site| site.is_latent())
+                .map(|site| site.value.clone()))
+        }
+    });
+    let inserts = fields.iter().map(|f| {
+        let (id, n) = (&f.ident, &f.name);
+        if f.certain {
+            quote!(choices.insert(#n, self.#id.clone());)
+        } else {
+            quote! {
+                if let ::core::option::Option::Some(value) = &self.#id {
+                    choices.insert(#n, value.clone());
+                }
+            }
+        }
+    });
     let doc = format!(
         "The latent sites of the model `{}`, generated by `#[model]`.",
         func.sig.ident
@@ -295,10 +437,7 @@ pub fn latents_struct(func: &ItemFn, sites: &[SiteRecord]) -> TokenStream {
         #[doc = #doc]
         #[derive(Debug, Clone)]
         #vis struct #name {
-            #(
-                #[doc = #field_docs]
-                pub #idents: ::ppl::__private::Tensor,
-            )*
+            #( #decls, )*
         }
 
         impl #name {
@@ -306,17 +445,21 @@ pub fn latents_struct(func: &ItemFn, sites: &[SiteRecord]) -> TokenStream {
             pub const SITES: &'static [&'static str] = &[#(#names),*];
 
             /// Reads the latents from a trace of the model (an error names a missing site).
-            pub fn from_trace(trace: &::ppl::Trace) -> ::ppl::Result<Self> {
+            pub fn from_trace(
+                trace: &::ppl::__private::Trace,
+            ) -> ::ppl::__private::Result<Self> {
                 let _ = trace;
                 ::core::result::Result::Ok(Self {
-                    #( #idents: trace.value(#names)?, )*
+                    #( #reads, )*
                 })
             }
 
             /// The latents as a choice map, for `Condition`, `Substitute`, `assess`, ...
-            pub fn to_choices(&self) -> ::ppl::ChoiceMap {
-                ::ppl::ChoiceMap::new()
-                    #( .with(#names, self.#idents.clone()) )*
+            pub fn to_choices(&self) -> ::ppl::__private::ChoiceMap {
+                #[allow(unused_mut)]
+                let mut choices = ::ppl::__private::ChoiceMap::new();
+                #( #inserts )*
+                choices
             }
         }
     }

@@ -13,6 +13,7 @@ pub const PRIMITIVES: &[&str] = &[
     "factor",
     "deterministic",
     "module",
+    "input",
 ];
 
 /// A site name as written.
@@ -29,6 +30,8 @@ pub enum Primitive {
     Sample {
         name: SiteNameSrc,
         dist: Expr,
+        /// `obs = expr` (an `Option<&Tensor>`): observed when `Some`, latent otherwise.
+        obs: Option<Expr>,
     },
     Observe {
         name: SiteNameSrc,
@@ -51,6 +54,10 @@ pub enum Primitive {
     Module {
         path: Expr,
         build: Expr,
+    },
+    Input {
+        name: SiteNameSrc,
+        data: Expr,
     },
     Plate(Box<PlateArgs>),
 }
@@ -102,6 +109,40 @@ fn arity_error(mac: &Macro, what: &str, usage: &str) -> syn::Error {
     syn::Error::new_spanned(mac, format!("malformed `{what}!`: expected {usage}"))
 }
 
+/// Removes the trailing `key = value` arguments of `sample!` (its only option is `obs`).
+fn sample_options(a: &mut Vec<Expr>) -> syn::Result<Option<Expr>> {
+    let mut obs = None;
+    while let Some(Expr::Assign(assign)) = a.last() {
+        let key = match &*assign.left {
+            Expr::Path(p) if p.qself.is_none() => p.path.get_ident().cloned(),
+            _ => None,
+        };
+        match key {
+            Some(k) if k == "obs" && obs.is_some() => {
+                return Err(syn::Error::new(k.span(), "`obs` is given twice"));
+            }
+            Some(k) if k == "obs" => obs = Some((*assign.right).clone()),
+            Some(k) => {
+                return Err(syn::Error::new(
+                    k.span(),
+                    format!(
+                        "unknown `sample!` option `{k}` (the only option is `obs = value`, an \
+                         `Option<&Tensor>`)"
+                    ),
+                ))
+            }
+            None => {
+                return Err(syn::Error::new_spanned(
+                    &assign.left,
+                    "expected `obs = value` (an `Option<&Tensor>`) after the distribution",
+                ))
+            }
+        }
+        a.pop();
+    }
+    Ok(obs)
+}
+
 /// The name to use when a primitive omits it: the enclosing `let` binding.
 fn inferred(
     mac: &Macro,
@@ -130,21 +171,27 @@ pub fn parse_primitive(mac: &Macro, what: &str, binding: Option<&Ident>) -> syn:
     }
     let mut a = args(mac)?;
     match what {
-        "sample" => match a.len() {
-            1 => Ok(Primitive::Sample {
-                name: inferred(mac, what, binding, "`sample!(\"name\", dist)`")?,
-                dist: a.remove(0),
-            }),
-            2 => Ok(Primitive::Sample {
-                name: name_of(a.remove(0)),
-                dist: a.remove(0),
-            }),
-            _ => Err(arity_error(
-                mac,
-                what,
-                "`sample!(dist)` or `sample!(name, dist)`",
-            )),
-        },
+        "sample" => {
+            let obs = sample_options(&mut a)?;
+            match a.len() {
+                1 => Ok(Primitive::Sample {
+                    name: inferred(mac, what, binding, "`sample!(\"name\", dist)`")?,
+                    dist: a.remove(0),
+                    obs,
+                }),
+                2 => Ok(Primitive::Sample {
+                    name: name_of(a.remove(0)),
+                    dist: a.remove(0),
+                    obs,
+                }),
+                _ => Err(arity_error(
+                    mac,
+                    what,
+                    "`sample!(dist)` or `sample!(name, dist)`, optionally followed by \
+                     `obs = value`",
+                )),
+            }
+        }
         "observe" => match a.len() {
             3 => Ok(Primitive::Observe {
                 name: name_of(a.remove(0)),
@@ -205,6 +252,21 @@ pub fn parse_primitive(mac: &Macro, what: &str, binding: Option<&Ident>) -> syn:
                 mac,
                 what,
                 "`module!(\"path\", |vb| build(vb))`",
+            )),
+        },
+        "input" => match a.len() {
+            1 => Ok(Primitive::Input {
+                name: inferred(mac, what, binding, "`input!(\"name\", data)`")?,
+                data: a.remove(0),
+            }),
+            2 => Ok(Primitive::Input {
+                name: name_of(a.remove(0)),
+                data: a.remove(0),
+            }),
+            _ => Err(arity_error(
+                mac,
+                what,
+                "`input!(data)` or `input!(name, data)`",
             )),
         },
         other => Err(syn::Error::new_spanned(

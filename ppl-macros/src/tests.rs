@@ -65,3 +65,105 @@ fn errors_still_emit_the_function() {
         expect_file!["snapshots/errors.rs"],
     );
 }
+
+#[test]
+fn method_with_receiver_gets_ctx_after_self_and_no_latents_struct() {
+    check(
+        quote!(),
+        quote! {
+            fn model(&self, x: &Tensor, batch: Option<usize>) -> Result<()> {
+                plate!("data", x.dim(0)?, subsample = batch, |idx| {
+                    let xb = x.index_select(&idx, 0)?;
+                    let z = sample!(self.prior(xb.dim(0)?)?);
+                    observe!("obs", self.likelihood(&z)?, &xb);
+                });
+                Ok(())
+            }
+        },
+        expect_file!["snapshots/method.rs"],
+    );
+}
+
+#[test]
+fn mut_self_method_with_explicit_ctx() {
+    check(
+        quote!(),
+        quote! {
+            pub fn step(&mut self, ctx: &mut Ctx) -> Result<Tensor> {
+                self.calls += 1;
+                let z = sample!(self.prior()?);
+                Ok(z)
+            }
+        },
+        expect_file!["snapshots/method_mut_ctx.rs"],
+    );
+}
+
+#[test]
+fn exclusive_branches_obs_and_input() {
+    check(
+        quote!(),
+        quote! {
+            fn branchy(data: &Tensor, y: Option<&Tensor>, k: u8, flag: bool) -> Result<Tensor> {
+                let Some(q) = flag.then_some(0) else {
+                    sample!("q", d4);
+                    return Ok(data.clone());
+                };
+                let x = input!(data);
+                input!(("aux", 0), data);
+                let z = if x.dim(0)? > 2 {
+                    sample!("z", Normal::new(&x, &x)?)
+                } else {
+                    sample!("z", Laplace::new(&x, &x)?)
+                };
+                let w = match k {
+                    0 => sample!("w", d0),
+                    1 if sample!("g", d1).dims().is_empty() => observe!("w", d1, &z),
+                    2 if flag && sample!("h", d3).dims().is_empty() => sample!("w", d2),
+                    _ => sample!("w", d2),
+                };
+                let out = sample!("y", Normal::new(&w, &z)?, obs = y);
+                Ok(out)
+            }
+        },
+        expect_file!["snapshots/branchy.rs"],
+    );
+}
+
+#[test]
+fn latents_on_a_method_and_sequential_duplicates_are_errors() {
+    check(
+        quote!(latents),
+        quote! {
+            fn bad(&self, c: bool) -> Result<()> {
+                if c {
+                    sample!("a", d);
+                }
+                sample!("a", d);
+                match c {
+                    true => {
+                        sample!("b", d);
+                        sample!("b", d);
+                    }
+                    false => {}
+                }
+                Ok(())
+            }
+        },
+        expect_file!["snapshots/method_errors.rs"],
+    );
+}
+
+#[test]
+fn no_latents_on_a_free_function() {
+    check(
+        quote!(no_latents),
+        quote! {
+            fn assoc(x: &Tensor) -> Result<Tensor> {
+                let z = sample!(Normal::new(x, x)?);
+                Ok(z)
+            }
+        },
+        expect_file!["snapshots/no_latents.rs"],
+    );
+}

@@ -4,24 +4,28 @@ use crate::expand::SiteRecord;
 use syn::{FnArg, ItemFn, Type};
 
 /// Duplicate literal site names, and literal names inside loops (they would repeat at run
-/// time). Params may repeat (the same parameter used twice).
+/// time). Params may repeat (the same parameter used twice). Two sites may share a name
+/// when they sit in exclusive arms of one `if`/`else` or `match` (at most one runs).
 pub fn check_sites(sites: &[SiteRecord]) -> Vec<syn::Error> {
     let mut errors = Vec::new();
-    let mut seen: Vec<&str> = Vec::new();
-    for s in sites.iter().filter(|s| s.kind != "param") {
+    let named = |s: &SiteRecord| s.kind != "param" && s.name.is_some();
+    for (i, s) in sites.iter().enumerate().filter(|(_, s)| named(s)) {
         let Some((name, span)) = &s.name else {
             continue;
         };
-        if seen.contains(&name.as_str()) {
+        let clash = sites[..i]
+            .iter()
+            .filter(|p| named(p))
+            .any(|p| p.name.as_ref().is_some_and(|(n, _)| n == name) && !p.exclusive_with(s));
+        if clash {
             errors.push(syn::Error::new(
                 *span,
                 format!(
                     "duplicate site name `{name}`: an earlier site in this model already uses \
-                     it (names must be unique within a run)"
+                     it and both can run in one execution (names must be unique within a run; \
+                     only exclusive arms of an `if`/`else` or `match` may reuse a name)"
                 ),
             ));
-        } else {
-            seen.push(name);
         }
         if s.in_loop {
             errors.push(syn::Error::new(
@@ -36,8 +40,8 @@ pub fn check_sites(sites: &[SiteRecord]) -> Vec<syn::Error> {
     errors
 }
 
-/// The model's signature: not async, not const; returns the ctx parameter if the user
-/// declared one (`ctx: &mut Ctx` first).
+/// The model's signature: not async, returns something; returns the ctx parameter if the
+/// user declared one (`ctx: &mut Ctx` first after any `self` receiver).
 pub fn check_signature(func: &ItemFn) -> (Vec<syn::Error>, Option<syn::Ident>) {
     let mut errors = Vec::new();
     if let Some(a) = &func.sig.asyncness {
@@ -49,7 +53,12 @@ pub fn check_signature(func: &ItemFn) -> (Vec<syn::Error>, Option<syn::Ident>) {
             "a `#[model]` must return a `Result` (primitives use `?` to report site errors)",
         ));
     }
-    let ctx = func.sig.inputs.first().and_then(|arg| match arg {
+    let first = func
+        .sig
+        .inputs
+        .iter()
+        .find(|arg| !matches!(arg, FnArg::Receiver(_)));
+    let ctx = first.and_then(|arg| match arg {
         FnArg::Typed(pt) => match (&*pt.pat, &*pt.ty) {
             (syn::Pat::Ident(id), Type::Reference(r)) if r.mutability.is_some() => match &*r.elem {
                 Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Ctx") => {

@@ -1,11 +1,15 @@
-pub fn vae(__ppl_ctx: &mut ::ppl::Ctx, x: &Tensor, decoder: &Decoder) -> Result<()> {
+pub fn vae(
+    __ppl_ctx: &mut ::ppl::__private::Ctx,
+    x: &Tensor,
+    decoder: &Decoder,
+) -> Result<()> {
     let n = x.dim(0)?;
     {
         let __ppl_plate = __ppl_ctx
             .plate_enter(
-                ::ppl::SiteName::from_static("data"),
+                ::ppl::__private::SiteName::from_static("data"),
                 n,
-                ::ppl::PlateOpts {
+                ::ppl::__private::PlateOpts {
                     subsample_size: ::core::option::Option::None,
                     dim: ::core::option::Option::None,
                     ..::core::default::Default::default()
@@ -14,12 +18,12 @@ pub fn vae(__ppl_ctx: &mut ::ppl::Ctx, x: &Tensor, decoder: &Decoder) -> Result<
         let __ppl_out = {
             let z = __ppl_ctx
                 .sample(
-                    ::ppl::SiteName::from_static("z"),
+                    ::ppl::__private::SiteName::from_static("z"),
                     Normal::standard(&[n, 8], DType::F32, x.device())?.to_event(1)?,
                 )?;
             __ppl_ctx
                 .observe(
-                    ::ppl::SiteName::from_static("x"),
+                    ::ppl::__private::SiteName::from_static("x"),
                     Bernoulli::from_logits(&decoder.forward(&z)?)?.to_event(1)?,
                     &(x),
                 )?;
@@ -39,12 +43,17 @@ impl VaeLatents {
     /// The names of the latent sites, in the order they appear in the model.
     pub const SITES: &'static [&'static str] = &["z"];
     /// Reads the latents from a trace of the model (an error names a missing site).
-    pub fn from_trace(trace: &::ppl::Trace) -> ::ppl::Result<Self> {
+    pub fn from_trace(
+        trace: &::ppl::__private::Trace,
+    ) -> ::ppl::__private::Result<Self> {
         let _ = trace;
         ::core::result::Result::Ok(Self { z: trace.value("z")? })
     }
     /// The latents as a choice map, for `Condition`, `Substitute`, `assess`, ...
-    pub fn to_choices(&self) -> ::ppl::ChoiceMap {
-        ::ppl::ChoiceMap::new().with("z", self.z.clone())
+    pub fn to_choices(&self) -> ::ppl::__private::ChoiceMap {
+        #[allow(unused_mut)]
+        let mut choices = ::ppl::__private::ChoiceMap::new();
+        choices.insert("z", self.z.clone());
+        choices
     }
 }
