@@ -8,7 +8,8 @@
 //! chosen plates and summing the rest.
 
 use candle_core::Tensor;
-use ppl_core::handlers::{Replay, StopGradient};
+use ppl_core::handlers::{Condition, Replay, StopGradient, Uncondition};
+use ppl_core::ChoiceMap;
 use ppl_core::Model;
 use ppl_core::PlateFrame;
 use ppl_core::{Ctx, PlateOpts};
@@ -75,6 +76,35 @@ impl Particles {
         let ((), g) = ctx.trace(|ctx| self.run(ctx, guide))?;
         let m = self.replay(ctx, model, &g, false)?;
         Ok((g, m))
+    }
+
+    /// Model→guide tracing (the sleep phase of wake-sleep): traces `model` with every
+    /// observed site sampled (`Uncondition`), giving joint draws `(z, x) ~ p` (one per
+    /// particle), then `guide` with the model's latents replayed and its inputs set to the
+    /// choices `inputs` builds from the model's trace (e.g. the simulated `x` for the
+    /// guide's data input; see `AutoAmortized::input_choices`), so the guide trace scores
+    /// `log q(z | x)` at the simulated pair. Returns `(model trace, guide trace)`.
+    pub fn model_then_guide<M: Model + ?Sized, G: Model + ?Sized>(
+        &self,
+        ctx: &mut Ctx,
+        model: &M,
+        guide: &G,
+        inputs: impl FnOnce(&Trace) -> Result<ChoiceMap>,
+    ) -> Result<(Trace, Trace)> {
+        let ((), m) = ctx.trace(|ctx| {
+            ctx.handle(Uncondition::new(), |ctx| self.run(ctx, model))
+                .map(|(r, _)| r)
+        })?;
+        let choices = inputs(&m)?;
+        // Condition is outside Replay, so the simulated inputs win over the model's data.
+        let ((), g) = ctx.trace(|ctx| {
+            ctx.handle(Condition::new(choices), |ctx| {
+                ctx.handle(Replay::new(&m), |ctx| self.run(ctx, guide))
+                    .map(|(r, _)| r)
+            })
+            .map(|(r, _)| r)
+        })?;
+        Ok((m, g))
     }
 
     /// Traces `model` with the values of `guide_trace` replayed; `detach` cuts them from
