@@ -4,11 +4,18 @@
 //! 1. At a guide equal to the exact posterior, `log p(x, z) − log q(z) = log p(x)` for
 //!    every `z`: `TraceElbo`, `Iwae` and the Rényi bound give the evidence to rounding
 //!    for every particle, and under subsampling are unbiased for it.
-//! 2. Away from the posterior, the reparameterised ELBO gradient for the guide's loc
-//!    matches the closed-form gradient of the closed-form Gaussian ELBO.
-//! 3. A Categorical guide trained with score-function terms reaches the exact mixture
-//!    responsibilities.
+//! 2. Away from the posterior, the reparameterised ELBO gradients (loc and scale) and the
+//!    ELBO value match the closed-form Gaussian ELBO, also with the guide sampling its
+//!    sites in the other order than the model.
+//! 3. Discrete latents: the score-function gradient matches the gradient by enumeration,
+//!    and a Categorical guide trained with it reaches the exact mixture responsibilities.
 //! 4. Autoguides trained end to end reach the exact posterior and evidence.
+//!
+//! The shared fixtures are in `tests/common`; two formulations are added here: `TwoLevel`
+//! (a two-latent chain whose exact guide samples in reverse order) and `PlatedConjugate`
+//! (the conjugate model with its coordinates in a plate instead of an event dim). One
+//! check is `#[ignore]`d as a known bug: a hand-written `MultivariateNormal` guide for a
+//! `Normal(..).to_event(1)` latent is refused by `check_guide`.
 
 // Row-major host arrays are indexed as `x[i * d + j]` next to other arrays.
 #![allow(clippy::needless_range_loop)]
@@ -23,7 +30,7 @@ use common::{
 };
 use ppl_core::prelude::*;
 use ppl_inference::engines::{Iwae, Objective, Svi, TraceElbo};
-use ppl_inference::guides::AutoMultivariateNormal;
+use ppl_inference::guides::{AutoMultivariateNormal, AutoNormal};
 use ppl_inference::{Adam, Trainer};
 use std::cell::RefCell;
 
@@ -31,8 +38,8 @@ const DTYPES: [DType; 2] = [DType::F64, DType::F32];
 
 /// The rounding tolerance of a sum of log densities whose terms add up to `s` in absolute
 /// value (`s` is bounded by the caller from the fixture: a few tens here). f64: every term
-/// is exact to a few ulps (1e-16 relative), so 1e-13·(1 + s) leaves a factor > 10 (the
-/// measured worst error is 8e-15 at s = 60). f32: each term is off by a few ulps (6e-8
+/// is exact to a few ulps (1e-16 relative); 1e-13·(1 + s) is ~1000 ulps of the sum (the
+/// measured worst error is 8e-15 at s = 60, against 6e-12). f32: each term is off by a few ulps (6e-8
 /// relative) and the sample `z = loc + sd·ε` itself is rounded, so `(z − loc)/sd` is off by
 /// ~1e-7·|z|/sd; 3e-7·(1 + s) bounds both (measured worst 2.4e-6 against 1.8e-5). A wrong
 /// scale, sign, or a dropped term moves the value by O(1).
@@ -55,6 +62,8 @@ fn to_f64(t: &Tensor) -> Vec<f64> {
 /// replays the guide's minibatch).
 struct GlobalNormal {
     name: &'static str,
+    /// Sample the `d` coordinates in plate `dims` (dim −1) instead of as an event.
+    plated: bool,
     loc: Vec<f64>,
     sd: f64,
     n: usize,
@@ -67,6 +76,7 @@ impl GlobalNormal {
     fn for_conjugate(f: &ConjugateGaussian, loc: Vec<f64>, sd: f64) -> Self {
         GlobalNormal {
             name: "z",
+            plated: false,
             loc,
             sd,
             n: f.config.n,
@@ -97,10 +107,91 @@ impl Model for GlobalNormal {
             || scalar(self.sd, dtype, device),
             Constraint::Positive,
         )?;
-        ctx.sample(self.name, Normal::new(&loc, &sd)?.to_event(1)?)?;
-        if self.opts.subsample_size.is_some() {
-            ctx.plate("data", self.n, self.opts.clone(), |_, _| Ok(()))?;
+        if self.plated {
+            ctx.plate("dims", d, dims_opts(), |ctx, _| {
+                ctx.sample(self.name, Normal::new(&loc, &sd)?)
+            })?;
+        } else {
+            ctx.sample(self.name, Normal::new(&loc, &sd)?.to_event(1)?)?;
         }
+        if self.opts.subsample_size.is_some() {
+            let mut opts = self.opts.clone();
+            if self.plated {
+                opts.dim = Some(-2);
+            }
+            ctx.plate("data", self.n, opts, |_, _| Ok(()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The Gaussian configuration with `d = 2` and non-default hyper-parameters.
+fn two_dims() -> GaussianConfig {
+    GaussianConfig {
+        n: 10,
+        d: 2,
+        prior_loc: 0.5,
+        prior_scale: 1.5,
+        noise_scale: 0.8,
+    }
+}
+
+/// The options of plate `dims` (always dim −1, whichever plate encloses it).
+fn dims_opts() -> PlateOpts {
+    PlateOpts {
+        dim: Some(-1),
+        ..Default::default()
+    }
+}
+
+/// [`ConjugateGaussian`] written with plates instead of event dims: `z_j ~ N(μ0, σ0²)` in
+/// plate `dims` (dim −1) and `x_ij ~ N(z_j, σ²)` in plates `data` (dim −2) × `dims`. The
+/// same joint density, so the fixture's exact answers hold; particles go at dim −3.
+struct PlatedConjugate {
+    f: ConjugateGaussian,
+    mu0: Tensor,
+    s0: Tensor,
+    sigma: Tensor,
+}
+
+impl PlatedConjugate {
+    fn new(f: ConjugateGaussian) -> Self {
+        let c = f.config;
+        let up = |v: f64| scalar(v, f.dtype, &f.device).unwrap();
+        PlatedConjugate {
+            mu0: up(c.prior_loc),
+            s0: up(c.prior_scale),
+            sigma: up(c.noise_scale),
+            f,
+        }
+    }
+
+    /// The exact guide, sampling in plate `dims` too.
+    fn exact_guide(&self) -> GlobalNormal {
+        GlobalNormal {
+            plated: true,
+            ..GlobalNormal::exact(&self.f)
+        }
+    }
+}
+
+impl Model for PlatedConjugate {
+    type Output = ();
+    fn run(&self, ctx: &mut Ctx) -> Result<()> {
+        let (n, d) = (self.f.config.n, self.f.config.d);
+        let z = ctx.plate("dims", d, dims_opts(), |ctx, _| {
+            ctx.sample("z", Normal::new(&self.mu0, &self.s0)?)
+        })?;
+        let opts = PlateOpts {
+            dim: Some(-2),
+            ..self.f.plate_opts()
+        };
+        ctx.plate("data", n, opts, |ctx, g| {
+            let x = rows(&self.f.x, g, self.f.subsample)?;
+            ctx.plate("dims", d, dims_opts(), |ctx, _| {
+                ctx.observe("x", Normal::new(&z, &self.sigma)?, &x)
+            })
+        })?;
         Ok(())
     }
 }
@@ -360,6 +451,14 @@ impl Model for ReverseGuide {
 // ---------------------------------------------------------------------------------------
 // Drivers.
 
+/// A named model, a guide for it, and its exact log evidence.
+type Case<'a> = (
+    &'a str,
+    &'a dyn Model<Output = ()>,
+    &'a dyn Model<Output = ()>,
+    f64,
+);
+
 /// `r` values of `obj`'s bound on a fresh context (initialised with `init_with`).
 fn bounds<O: Objective, M: Model + ?Sized, G: Model + ?Sized>(
     mut obj: O,
@@ -393,8 +492,6 @@ fn loss_fn<'a, O: Objective + 'a, M: Model + ?Sized, G: Model + ?Sized>(
 /// Asserts every value of `v` is `exact` to rounding.
 fn all_exact(v: &[f64], exact: f64, dtype: DType, s: f64, what: &str) {
     let t = tol(dtype, s);
-    let worst = v.iter().map(|b| (b - exact).abs()).fold(0.0, f64::max);
-    println!("{what} ({dtype:?}): max error {worst:.2e} (tolerance {t:.1e})");
     for (i, b) in v.iter().enumerate() {
         assert!(
             (b - exact).abs() < t,
@@ -422,11 +519,14 @@ test_on_devices!(fn bounds_at_the_exact_posterior_equal_the_evidence_for_every_p
         let lg_q = LocalNormal::exact(&lg);
         let tl = TwoLevel::new(4, 10, dtype, &device);
         let tl_q = ReverseGuide::exact(&tl);
-        let cases: [(&str, &dyn Model<Output = ()>, &dyn Model<Output = ()>, f64); 4] = [
+        let pc = PlatedConjugate::new(ConjugateGaussian::from_config(5, two_dims(), dtype, &device).unwrap());
+        let pc_q = pc.exact_guide();
+        let cases: [Case; 5] = [
             ("ConjugateGaussian", &cg, &cg_q, cg.exact_log_evidence()),
             ("LinearRegression", &lr, &lr_q, lr.exact_log_evidence().unwrap()),
             ("LocalGaussian", &lg, &lg_q, lg.exact_log_evidence()),
             ("TwoLevel (guide in reverse order)", &tl, &tl_q, tl.f.exact_log_evidence()),
+            ("PlatedConjugate (d = 2 in a plate)", &pc, &pc_q, pc.f.exact_log_evidence()),
         ];
         // A context whose store holds the exact AutoMultivariateNormal parameters (the
         // other guides create theirs at the exact posterior).
@@ -528,10 +628,14 @@ test_on_devices!(fn bounds_under_subsampling_are_unbiased_for_the_evidence(devic
         let lr_q = AutoMultivariateNormal::new(&mut ctx_on(0, &device, dtype), &lr).unwrap();
         let tl = TwoLevel::new(4, n, dtype, &device).with_subsample(m);
         let tl_q = ReverseGuide::exact(&tl);
-        let cases: [(&str, &dyn Model<Output = ()>, &dyn Model<Output = ()>, f64); 3] = [
+        let pc = ConjugateGaussian::from_config(5, two_dims(), dtype, &device).unwrap();
+        let pc = PlatedConjugate::new(pc.with_subsample(m).unwrap());
+        let pc_q = pc.exact_guide();
+        let cases: [Case; 4] = [
             ("ConjugateGaussian", &cg, &cg_q, cg.exact_log_evidence()),
             ("LinearRegression", &lr, &lr_q, lr.exact_log_evidence().unwrap()),
             ("TwoLevel", &tl, &tl_q, tl.f.exact_log_evidence()),
+            ("PlatedConjugate", &pc, &pc_q, pc.f.exact_log_evidence()),
         ];
         for (name, model, guide, exact) in cases {
             for k in [1usize, 16] {
@@ -643,9 +747,11 @@ test_on_devices!(fn elbo_gradients_of_a_global_gaussian_match_the_closed_form(de
     // log s) and the variance of the m-gradient must match Λ² s²/K within 4 standard
     // errors of a Gaussian sample variance (√(2/(R−1)) relative): that catches particles
     // that are not independent or not averaged. Under subsampling (3 of 10) the gradient
-    // is unbiased for the same value (minibatch noise added; se from the draws).
+    // is unbiased for the same value (minibatch noise added; se from the draws). The model
+    // is written both with the d coordinates as an event dim (the fixture) and in a plate
+    // `dims` (PlatedConjugate, with the guide sampling in the same plate).
     let _v = ppl_core::validation::disable();
-    let config = GaussianConfig { n: 10, d: 2, prior_loc: 0.5, prior_scale: 1.5, noise_scale: 0.8 };
+    let config = two_dims();
     for dtype in DTYPES {
         for sub in [None, Some(3)] {
             let mut f = ConjugateGaussian::from_config(5, config, dtype, &device).unwrap();
@@ -673,12 +779,20 @@ test_on_devices!(fn elbo_gradients_of_a_global_gaussian_match_the_closed_form(de
                     e
                 })
                 .sum();
-            for k in [1usize, 8] {
+            // The same model and guide with the coordinates in plate `dims` instead.
+            let pc = PlatedConjugate::new(f.clone());
+            let pq = GlobalNormal {
+                plated: true,
+                ..GlobalNormal::for_conjugate(&f, m.clone(), s)
+            };
+            let forms: [(&str, &dyn Model<Output = ()>, &GlobalNormal); 2] =
+                [("event dim", &f, &q), ("plate", &pc, &pq)];
+            for ((form, model, q), k) in forms.into_iter().flat_map(|f| [(f, 1usize), (f, 8)]) {
                 let r = 4000 / k;
                 let elbo = || TraceElbo::new().with_particles(k).unwrap();
                 let mut ctx = ctx_on(60 + k as u64, &device, dtype);
-                let (g, values) = grad_draws(elbo(), &mut ctx, &f, &q, "q/loc", r);
-                let what = format!("{dtype:?}, K = {k}, subsample {sub:?}");
+                let (g, values) = grad_draws(elbo(), &mut ctx, model, q, "q/loc", r);
+                let what = format!("{dtype:?}, d as {form}, K = {k}, subsample {sub:?}");
                 for j in 0..2 {
                     let col = column(&g, j);
                     let (mean, emp_se) = mean_and_se(&col);
@@ -698,7 +812,7 @@ test_on_devices!(fn elbo_gradients_of_a_global_gaussian_match_the_closed_form(de
                     }
                 }
                 let mut ctx = ctx_on(70 + k as u64, &device, dtype);
-                let (g, _) = grad_draws(elbo(), &mut ctx, &f, &q, "q/sd", r);
+                let (g, _) = grad_draws(elbo(), &mut ctx, model, q, "q/sd", r);
                 let (mean, se) = mean_and_se(&column(&g, 0));
                 let want = -2.0 * (1.0 - lambda * s * s);
                 println!("{what}: ∂loss/∂log s {mean} ± {se} vs {want}");
@@ -1010,3 +1124,180 @@ test_on_devices!(fn score_function_gradients_match_the_enumerated_gradient(devic
         }
     }
 });
+
+// ---------------------------------------------------------------------------------------
+// 4. Autoguides trained end to end.
+
+#[test]
+fn auto_normal_reaches_the_exact_conjugate_posterior() {
+    // ConjugateGaussian (n = 10, d = 1): exact posterior N(m*, s*²), s* = 1/√Λ = 0.156.
+    // AutoNormal contains it. Svi + Trainer::run with TraceElbo (K = 8 particles) and Adam
+    // at lr 0.01 for 2000 steps, then T = 2000 more steps whose iterates are averaged.
+    // At the optimum the reparameterised gradient noise does not vanish: per particle
+    // g_loc = Λ (m* − z) (variance Λ²s*² = Λ) and g_log s = 1 − ε² (variance 2), with
+    // curvatures H = Λ and 2. Near the optimum Adam is SGD preconditioned by the gradient's
+    // RMS, and the Polyak average of such iterates has variance H⁻¹ S H⁻¹ / T whatever the
+    // step size (S the per-step gradient variance): s*²/(K T) for the loc and 1/(2 K T) for
+    // log s, i.e. standard errors 0.0012 (0.8% of s*) and 0.56% relative on the scale. The
+    // constant-rate bias on the scale is about the stationary variance of log s,
+    // lr·√(2/K)/(2·2) ≈ 0.1%. Measured over 10 seeds: RMS errors 0.0009 on the loc and
+    // 0.3% on the scale, within those predictions. Tolerances: 4 se on the loc; 4 se +
+    // 0.2% on the scale.
+    let _v = ppl_core::validation::disable();
+    let (k, warm, t) = (8usize, 2000u64, 2000usize);
+    for dtype in DTYPES {
+        let f = ConjugateGaussian::new(11, 10, dtype, &Device::Cpu).unwrap();
+        let (mstar, v) = f.exact_posterior();
+        let sstar = v.sqrt();
+        let mut ctx = ctx_on(12, &Device::Cpu, dtype);
+        let guide = AutoNormal::new(&mut ctx, &f).unwrap();
+        let mut trainer = Trainer::new(Adam::new(), 0.01).unwrap();
+        let mut svi = Svi::new(&f, &guide, TraceElbo::new().with_particles(k).unwrap());
+        let report = trainer.run(&mut ctx, &mut svi, warm).unwrap();
+        assert_eq!(report.losses.len(), warm as usize);
+        let (mut loc, mut sd) = (0.0, 0.0);
+        for _ in 0..t {
+            trainer.step(&mut ctx, &mut svi).unwrap();
+            loc += to_f64(&guide.loc(&ctx, "z").unwrap())[0] / t as f64;
+            sd += to_f64(&guide.scale(&ctx, "z").unwrap())[0] / t as f64;
+        }
+        let kt = (k * t) as f64;
+        let (tol_loc, tol_sd) = (4.0 * sstar / kt.sqrt(), 4.0 / (2.0 * kt).sqrt() + 0.002);
+        println!(
+            "{dtype:?}: loc {loc} vs {} (error {:.2e}, tolerance {tol_loc:.1e}); sd {sd} vs \
+             {sstar} (relative error {:.2e}, tolerance {tol_sd:.1e})",
+            mstar[0],
+            (loc - mstar[0]).abs(),
+            (sd / sstar - 1.0).abs()
+        );
+        assert!(
+            (loc - mstar[0]).abs() < tol_loc,
+            "{dtype:?}: loc {loc} vs {}",
+            mstar[0]
+        );
+        assert!(
+            (sd / sstar - 1.0).abs() < tol_sd,
+            "{dtype:?}: sd {sd} vs {sstar}"
+        );
+    }
+}
+
+/// `KL(N(m, S) ‖ N(mp, P))` on the host.
+fn kl_gauss(m: &[f64], s: &[Vec<f64>], mp: &[f64], p: &[Vec<f64>]) -> f64 {
+    let d = m.len();
+    let lp = cholesky(&p.to_vec()).unwrap();
+    let ls = cholesky(&s.to_vec()).unwrap();
+    let pinv = common::host::inverse_from_cholesky(&lp);
+    let mut tr = 0.0;
+    for i in 0..d {
+        for j in 0..d {
+            tr += pinv[i][j] * s[j][i];
+        }
+    }
+    let dm: Vec<f64> = m.iter().zip(mp).map(|(a, b)| a - b).collect();
+    let mut quad = 0.0;
+    for i in 0..d {
+        for j in 0..d {
+            quad += dm[i] * pinv[i][j] * dm[j];
+        }
+    }
+    0.5 * (tr + quad - d as f64 + common::host::log_det_from_cholesky(&lp)
+        - common::host::log_det_from_cholesky(&ls))
+}
+
+#[test]
+fn auto_multivariate_normal_reaches_the_exact_regression_posterior_and_evidence() {
+    // LinearRegression (n = 20, d = 3): exact posterior N(m*, Σ*) and evidence log p(y).
+    // AutoMultivariateNormal (a full-rank Gaussian on w) contains the posterior. Svi +
+    // Trainer::run with TraceElbo (K = 32), Adam at lr 0.01, 3000 steps, then T = 2000
+    // steps whose loc and covariance L Lᵀ are averaged. As for AutoNormal, the averaged loc
+    // has covariance Σ*/(K T) (per-particle gradient Λ(m* − w), covariance Λ, Hessian Λ):
+    // each coordinate's error is 1/√(KT) = 0.004 posterior sds (measured RMS over 10 seeds:
+    // 0.0047, max 0.0099); tolerance 5/√(KT) = 0.020. Covariance entries, relative to
+    // √(Σ*_ii Σ*_jj): the averaged scale's se is ~1/√(2KT) per entry of L, twice that for
+    // Σ_ii = Σ_k L_ik² (0.6%); measured RMS over 10 seeds 0.9% on the diagonal (max 1.6%)
+    // and 0.34% off it; tolerance 4%. With K = 8 the spread doubled (a seed reached 4.6%),
+    // hence K = 32. Then the guide is set to the averaged (m̄, Σ̄): its ELBO is
+    // log p(y) − KL(q̄ ‖ p(w | y)) exactly (Gaussian posterior), estimated with 20 draws of
+    // 1000 particles (log w is then nearly constant, se ~2e-4), within 4 se; and
+    // KL(q̄ ‖ p) must be < 0.002 nats (measured 5e-5 to 2e-4 over 10 seeds; a wrong
+    // optimum, e.g. a mean-field covariance, costs > 0.01).
+    let _v = ppl_core::validation::disable();
+    let (k, warm, t) = (32usize, 3000u64, 2000usize);
+    for dtype in DTYPES {
+        let f = LinearRegression::new(13, 20, 3, dtype, &Device::Cpu).unwrap();
+        let (mstar, cstar) = f.exact_posterior().unwrap();
+        let evidence = f.exact_log_evidence().unwrap();
+        let mut ctx = ctx_on(14, &Device::Cpu, dtype);
+        let guide = AutoMultivariateNormal::new(&mut ctx, &f).unwrap();
+        let mut trainer = Trainer::new(Adam::new(), 0.01).unwrap();
+        let mut svi = Svi::new(&f, &guide, TraceElbo::new().with_particles(k).unwrap());
+        trainer.run(&mut ctx, &mut svi, warm).unwrap();
+        let (mut loc, mut cov) = (vec![0.0; 3], vec![vec![0.0; 3]; 3]);
+        for _ in 0..t {
+            trainer.step(&mut ctx, &mut svi).unwrap();
+            let l = to_f64(&guide.loc(&ctx).unwrap());
+            let c = to_f64(&guide.covariance(&ctx).unwrap());
+            for i in 0..3 {
+                loc[i] += l[i] / t as f64;
+                for j in 0..3 {
+                    cov[i][j] += c[i * 3 + j] / t as f64;
+                }
+            }
+        }
+        let kt = (k * t) as f64;
+        for i in 0..3 {
+            let z = (loc[i] - mstar[i]) / cstar[i][i].sqrt();
+            println!(
+                "{dtype:?}: loc[{i}] {} vs {} ({z:.4} posterior sds)",
+                loc[i], mstar[i]
+            );
+            assert!(
+                z.abs() < 5.0 / kt.sqrt(),
+                "{dtype:?}: loc[{i}] {} vs {}",
+                loc[i],
+                mstar[i]
+            );
+            for j in 0..3 {
+                let rel = (cov[i][j] - cstar[i][j]) / (cstar[i][i] * cstar[j][j]).sqrt();
+                println!(
+                    "  cov[{i}][{j}] {} vs {} ({rel:.4})",
+                    cov[i][j], cstar[i][j]
+                );
+                assert!(
+                    rel.abs() < 0.04,
+                    "{dtype:?}: cov[{i}][{j}] {} vs {}",
+                    cov[i][j],
+                    cstar[i][j]
+                );
+            }
+        }
+        // The ELBO of the averaged guide.
+        let kl = kl_gauss(&loc, &cov, &mstar, &cstar);
+        let l = cholesky(&cov).unwrap();
+        let up =
+            |v: Vec<f64>, shape: &[usize]| upload_rounded(v, shape, dtype, &Device::Cpu).unwrap().0;
+        let p = ctx.params();
+        p.insert("auto_mvn/loc", &up(loc.clone(), &[3]), &Constraint::Real)
+            .unwrap();
+        let flat: Vec<f64> = l.iter().flatten().copied().collect();
+        p.insert(
+            "auto_mvn/scale_tril",
+            &up(flat, &[3, 3]),
+            &Constraint::LowerCholesky,
+        )
+        .unwrap();
+        let elbo = TraceElbo::new().with_particles(1000).unwrap();
+        let b = bounds(elbo, &mut ctx, &f, &guide, 20);
+        let (mean, se) = mean_and_se(&b);
+        let want = evidence - kl;
+        println!("{dtype:?}: ELBO {mean} ± {se} vs log p(y) − KL = {want} (log p(y) {evidence}, KL {kl:.2e})");
+        assert!(kl < 0.002, "{dtype:?}: KL(q ‖ posterior) = {kl}");
+        // f32: the 1000-particle mean of log densities of ~20 nats carries ~1e-5 rounding.
+        let floor = if dtype == DType::F32 { 1e-4 } else { 0.0 };
+        assert!(
+            (mean - want).abs() < 4.0 * se + floor,
+            "{dtype:?}: ELBO {mean} ± {se} vs {want}"
+        );
+    }
+}
