@@ -5,12 +5,19 @@ use crate::error::{PplError, Result};
 use crate::site::SiteKind;
 use crate::trace::{Site, Trace};
 
+/// The support without `Independent` wrappers. `RealVector` is ℝ^d, the same set as an
+/// `Independent(Real, 1)` (a multivariate Normal guide for a `Normal(..).to_event(1)`
+/// latent, or the reverse), so it compares as `Real`; the value shapes, checked separately,
+/// fix the dimension.
 fn base_support(s: &Site) -> Option<Constraint> {
     let mut c = s.dist.as_ref()?.support();
     while let Constraint::Independent(inner, _) = c {
         c = *inner;
     }
-    Some(c)
+    Some(match c {
+        Constraint::RealVector => Constraint::Real,
+        c => c,
+    })
 }
 
 fn mismatch(site: &Site, reason: String) -> PplError {

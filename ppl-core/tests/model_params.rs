@@ -94,6 +94,17 @@ fn check_guide_catches_every_mismatch() {
     };
     let (_, g) = ctx.trace(good).unwrap();
     check_guide(&mtr, &g).unwrap();
+    // A multivariate Normal covers a `Normal(..).to_event(1)` latent (both are ℝ³).
+    let mvn = |ctx: &mut Ctx| {
+        ctx.sample("rate", LogNormal::new(&s(0.0), &s(1.0))?)?;
+        let eye = Tensor::eye(3, DType::F64, &CPU)?;
+        ctx.sample(
+            "w",
+            MultivariateNormal::new(&Tensor::zeros(3, DType::F64, &CPU)?, &eye)?,
+        )
+    };
+    let (_, g) = ctx.trace(mvn).unwrap();
+    check_guide(&mtr, &g).unwrap();
     type Guide = Box<dyn Fn(&mut Ctx) -> Result<Tensor>>;
     let cases: Vec<(&str, Guide, &str)> = vec![
         (

@@ -13,9 +13,9 @@
 //!
 //! The shared fixtures are in `tests/common`; two formulations are added here: `TwoLevel`
 //! (a two-latent chain whose exact guide samples in reverse order) and `PlatedConjugate`
-//! (the conjugate model with its coordinates in a plate instead of an event dim). One
-//! check is `#[ignore]`d as a known bug: a hand-written `MultivariateNormal` guide for a
-//! `Normal(..).to_event(1)` latent is refused by `check_guide`.
+//! (the conjugate model with its coordinates in a plate instead of an event dim). A
+//! hand-written `MultivariateNormal` guide for a `Normal(..).to_event(1)` latent is checked
+//! too (`check_guide` once refused it: `real vector` vs `real`).
 
 // Row-major host arrays are indexed as `x[i * d + j]` next to other arrays.
 #![allow(clippy::needless_range_loop)]
@@ -99,7 +99,7 @@ impl Model for GlobalNormal {
         let (dtype, device) = (self.dtype, &self.device);
         let loc = ctx.param(
             "q/loc",
-            || ppl_core::rng::upload(self.loc.clone(), &[d], dtype, device),
+            || ppl_core::upload(self.loc.clone(), &[d], dtype, device),
             Constraint::Real,
         )?;
         let sd = ctx.param(
@@ -234,7 +234,7 @@ impl Model for MvnGuide {
         let (dtype, device) = (self.dtype, &self.device);
         let loc = ctx.param(
             "q/loc",
-            || ppl_core::rng::upload(self.loc.clone(), &[d], dtype, device),
+            || ppl_core::upload(self.loc.clone(), &[d], dtype, device),
             Constraint::Real,
         )?;
         ctx.sample("w", MultivariateNormal::new(&loc, &self.tril)?)?;
@@ -280,7 +280,7 @@ impl Model for LocalNormal {
         let (dtype, device) = (self.dtype, &self.device);
         let loc = ctx.param(
             "q/loc",
-            || ppl_core::rng::upload(self.loc.clone(), &[self.n, self.d], dtype, device),
+            || ppl_core::upload(self.loc.clone(), &[self.n, self.d], dtype, device),
             Constraint::Real,
         )?;
         let opts = PlateOpts {
@@ -435,7 +435,7 @@ impl Model for ReverseGuide {
         let (dtype, device) = (self.dtype, &self.device);
         let m2 = ctx.param(
             "q/m2",
-            || ppl_core::rng::upload(vec![self.m2], &[1], dtype, device),
+            || ppl_core::upload(vec![self.m2], &[1], dtype, device),
             Constraint::Real,
         )?;
         let z2 = ctx.sample("z2", Normal::new(&m2, &self.t_s2)?.to_event(1)?)?;
@@ -581,7 +581,6 @@ test_on_devices!(fn bounds_at_the_exact_posterior_equal_the_evidence_for_every_p
 });
 
 #[test]
-#[ignore = "known bug: check_guide rejects a MultivariateNormal guide for a Normal(..).to_event(1) latent (support `real vector` vs `real`)"]
 fn hand_written_mvn_guide_at_the_exact_posterior_gives_the_evidence() {
     // The same check as above for LinearRegression, with the exact posterior written by
     // hand as `MultivariateNormal(m, chol Σ)` instead of AutoMultivariateNormal (which
@@ -951,7 +950,7 @@ impl Model for CategoricalGuide {
         let (n, k) = (self.n, self.k);
         let logits = ctx.param(
             "q/logits",
-            || ppl_core::rng::upload(self.init.clone(), &[n, k], self.dtype, &self.device),
+            || ppl_core::upload(self.init.clone(), &[n, k], self.dtype, &self.device),
             Constraint::Real,
         )?;
         let opts = PlateOpts {
