@@ -169,7 +169,7 @@ fn main() -> std::result::Result<(), Error> {
         Ok(())
     };
     let store2 = ppl::ParamStore::new();
-    let nets2 = Nets::new(store2.var_builder(DType::F32, &Device::Cpu), d, h, z)?;
+    let nets2 = Nets::new(store2.var_builder(DType::F32, &Device::Cpu, 2), d, h, z)?;
     let mut adam2 = Adam::new();
     let mut rng2 = PplRng::seed_from_u64(1);
     let mut i2 = 0;
@@ -183,7 +183,12 @@ fn main() -> std::result::Result<(), Error> {
 
     // The library: the same networks in the context's store, model and guide as programs.
     let mut ctx = Ctx::new(1);
-    let lib = Nets::new(ctx.params().var_builder(DType::F32, &Device::Cpu), d, h, z)?;
+    let lib = Nets::new(
+        ctx.params().var_builder(DType::F32, &Device::Cpu, 2),
+        d,
+        h,
+        z,
+    )?;
     let cur = Cell::new(0usize);
     let model = |c: &mut Ctx| -> Result<()> {
         let x = &batches[cur.get() % nb];

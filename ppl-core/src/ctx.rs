@@ -551,12 +551,19 @@ impl Ctx {
 
     /// Builds a candle-nn module whose weights live in the parameter store under `path`
     /// (like Pyro's `pyro.module`): the first call creates them, later calls reuse them.
+    /// New weights are drawn from a generator seeded by the current state of the context's
+    /// generator (the innermost `Seed` handler's, or the base one) and `path`, without
+    /// advancing it: the same seed gives the same initial weights, bit for bit.
     pub fn module<M>(
         &mut self,
         path: &str,
         build: impl FnOnce(VarBuilder<'static>) -> candle_core::Result<M>,
     ) -> Result<M> {
-        let vb = self.params.var_builder(self.dtype, &self.device).pp(path);
+        let seed = crate::seeded_init::derive_seed(&self.rng().state(), path);
+        let vb = self
+            .params
+            .var_builder(self.dtype, &self.device, seed)
+            .pp(path);
         Ok(build(vb)?)
     }
 }

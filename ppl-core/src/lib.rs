@@ -48,6 +48,7 @@ mod message;
 mod model;
 mod params;
 mod rng;
+mod seeded_init;
 mod site;
 pub mod special;
 pub mod tensor;

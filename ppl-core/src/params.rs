@@ -239,9 +239,13 @@ impl ParamStore {
         &self.vars
     }
 
-    /// A `VarBuilder` whose variables live in this store (get-or-create by path).
-    pub fn var_builder(&self, dtype: DType, device: &Device) -> VarBuilder<'static> {
-        VarBuilder::from_varmap(&self.vars, dtype, device)
+    /// A `VarBuilder` whose variables live in this store (get-or-create by path); new
+    /// variables are initialised from a [`PplRng`](crate::PplRng) seeded with `seed` (with
+    /// candle-nn's `Init` semantics), so the same seed gives the same weights. (candle-nn's
+    /// own `VarMap` initialisation draws from candle's generator, which cannot be seeded.)
+    pub fn var_builder(&self, dtype: DType, device: &Device, seed: u64) -> VarBuilder<'static> {
+        let backend = crate::seeded_init::SeededBackend::new(self.vars.clone(), seed);
+        VarBuilder::from_backend(Box::new(backend), dtype, device.clone())
     }
 
     /// Every variable (unconstrained, detached) and the metadata entries recording the
