@@ -1,24 +1,3 @@
-//! The explicit run context of a model: handler stack, RNG, parameter store, device.
-//!
-//! There is no global state: a model receives `&mut Ctx` and every primitive goes through
-//! it. Different models can run on different threads, each with its own `Ctx` (a `Ctx` is
-//! `Send`); they may share one [`ParamStore`], which is internally synchronised.
-//!
-//! ```
-//! use ppl_core::prelude::*;
-//! use candle_core::{DType, Device, Tensor};
-//! # fn main() -> ppl_core::Result<()> {
-//! let mut ctx = Ctx::new(0);
-//! let (z, trace) = ctx.trace(|ctx| {
-//!     let z = ctx.sample("z", Normal::standard(&[2], DType::F32, &Device::Cpu)?)?;
-//!     ctx.observe("x", Normal::new(&z, &Tensor::new(1f32, &Device::Cpu)?)?, &z.ones_like()?)?;
-//!     Ok(z)
-//! })?;
-//! assert_eq!(trace.len(), 2);
-//! assert_eq!(trace.value("z")?.dims(), z.dims());
-//! # Ok(()) }
-//! ```
-
 use crate::constraints::Constraint;
 use crate::distributions::{DistributionExt, Unit};
 use crate::error::{PplError, Result};
@@ -33,7 +12,28 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use smallvec::SmallVec;
 
-/// The run context. See the [module docs](self).
+/// The run context.
+///
+/// The explicit run context of a model: handler stack, RNG, parameter store, device.
+///
+/// There is no global state: a model receives `&mut Ctx` and every primitive goes through
+/// it. Different models can run on different threads, each with its own `Ctx` (a `Ctx` is
+/// `Send`); they may share one [`ParamStore`], which is internally synchronised.
+///
+/// ```
+/// use ppl_core::prelude::*;
+/// use candle_core::{DType, Device, Tensor};
+/// # fn main() -> ppl_core::Result<()> {
+/// let mut ctx = Ctx::new(0);
+/// let (z, trace) = ctx.trace(|ctx| {
+///     let z = ctx.sample("z", Normal::standard(&[2], DType::F32, &Device::Cpu)?)?;
+///     ctx.observe("x", Normal::new(&z, &Tensor::new(1f32, &Device::Cpu)?)?, &z.ones_like()?)?;
+///     Ok(z)
+/// })?;
+/// assert_eq!(trace.len(), 2);
+/// assert_eq!(trace.value("z")?.dims(), z.dims());
+/// # Ok(()) }
+/// ```
 pub struct Ctx {
     stack: Vec<Box<dyn Handler>>,
     rng: PplRng,

@@ -1,15 +1,3 @@
-//! [`ParamStore`]: learnable tensors by path, on candle-nn's `VarMap`.
-//!
-//! Each parameter is stored as an unconstrained `Var`; reading it maps the var through
-//! [`biject_to`] of its constraint, so gradient steps on the var never leave the support.
-//! Neural modules built with [`ParamStore::var_builder`] put their weights in the same map
-//! (under `path.weight`, `path.bias`, ...), like Pyro's `pyro.module`. The store is a cheap
-//! handle (`Clone` shares it) and is safe to use from several threads.
-//!
-//! Files are safetensors: one tensor per parameter (unconstrained), with each constraint in
-//! the metadata. [`ParamStore::save`] writes a temporary file and renames it, so a crash
-//! never leaves a half-written file under the target name.
-
 use crate::constraints::Constraint;
 use crate::error::{PplError, Result};
 use crate::transforms::biject_to;
@@ -24,7 +12,19 @@ const FORMAT_KEY: &str = "ppl.format";
 const FORMAT: &str = "ppl-params-1";
 const CONSTRAINT_PREFIX: &str = "ppl.constraint.";
 
-/// Learnable parameters by path. See the [module docs](self).
+/// Learnable parameters by path.
+///
+/// [`ParamStore`]: learnable tensors by path, on candle-nn's `VarMap`.
+///
+/// Each parameter is stored as an unconstrained `Var`; reading it maps the var through
+/// [`biject_to`] of its constraint, so gradient steps on the var never leave the support.
+/// Neural modules built with [`ParamStore::var_builder`] put their weights in the same map
+/// (under `path.weight`, `path.bias`, ...), like Pyro's `pyro.module`. The store is a cheap
+/// handle (`Clone` shares it) and is safe to use from several threads.
+///
+/// Files are safetensors: one tensor per parameter (unconstrained), with each constraint in
+/// the metadata. [`ParamStore::save`] writes a temporary file and renames it, so a crash
+/// never leaves a half-written file under the target name.
 #[derive(Clone)]
 pub struct ParamStore {
     vars: VarMap,

@@ -1,12 +1,3 @@
-//! Site names and kinds.
-//!
-//! A [`SiteName`] is built without allocating in the common cases: a string literal
-//! (`"z"`) or a literal with loop indices (`("x", i)`, `("x", i, j)`). Only a name made
-//! from a runtime `String`, or one prefixed by the [`Scope`](crate::handlers::Scope)
-//! handler, holds a reference-counted string. Names print as `scope/base[i, j]`, and
-//! parsing that text gives back an equal name, so a string key such as `"enc/z[3]"` finds
-//! the site a scoped, indexed model created.
-
 use smallvec::SmallVec;
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -62,7 +53,16 @@ impl Base {
 }
 
 /// The name of a site or plate: an optional scope prefix, a base name and optional
-/// integer indices. See the [module docs](self).
+/// integer indices.
+///
+/// Site names and kinds.
+///
+/// A [`SiteName`] is built without allocating in the common cases: a string literal
+/// (`"z"`) or a literal with loop indices (`("x", i)`, `("x", i, j)`). Only a name made
+/// from a runtime `String`, or one prefixed by the [`Scope`](crate::handlers::Scope)
+/// handler, holds a reference-counted string. Names print as `scope/base[i, j]`, and
+/// parsing that text gives back an equal name, so a string key such as `"enc/z[3]"` finds
+/// the site a scoped, indexed model created.
 #[derive(Clone)]
 pub struct SiteName {
     scope: Option<Arc<str>>,

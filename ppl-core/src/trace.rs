@@ -1,13 +1,3 @@
-//! [`Trace`]: the ordered record of a model run.
-//!
-//! Each [`Site`] keeps its name, kind, distribution, value, scale, mask, plates and
-//! whether its value is reparameterised (so an engine knows where score-function terms
-//! are needed). Log densities are computed on demand and cached per site:
-//!
-//! `log_prob(site) = scale · mask ⊙ dist.log_prob(value)` (batch-shaped), and
-//! `log_joint = Σ_sites Σ_elements log_prob(site)` over sample and factor sites (param,
-//! deterministic, subsample and input sites have no density).
-
 use crate::distributions::DynDistribution;
 use crate::error::{PplError, Result};
 use crate::message::{describe_plates, Message, PlateStack};
@@ -126,7 +116,17 @@ impl Site {
     }
 }
 
-/// The ordered sites of one model run. See the [module docs](self).
+/// The ordered sites of one model run.
+///
+/// [`Trace`]: the ordered record of a model run.
+///
+/// Each [`Site`] keeps its name, kind, distribution, value, scale, mask, plates and
+/// whether its value is reparameterised (so an engine knows where score-function terms
+/// are needed). Log densities are computed on demand and cached per site:
+///
+/// `log_prob(site) = scale · mask ⊙ dist.log_prob(value)` (batch-shaped), and
+/// `log_joint = Σ_sites Σ_elements log_prob(site)` over sample and factor sites (param,
+/// deterministic, subsample and input sites have no density).
 #[derive(Debug, Clone, Default)]
 pub struct Trace {
     sites: Vec<Site>,

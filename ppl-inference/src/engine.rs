@@ -1,27 +1,3 @@
-//! What an inference engine is, the contract every engine in [`crate::engines`] keeps.
-//!
-//! An engine owns a model (and, for most algorithms, a guide) and knows how to turn one
-//! step of its algorithm into a differentiable loss. The shared
-//! [`Trainer`](crate::Trainer) does everything else (the optimiser and its parameter
-//! groups, schedules, clipping, non-finite steps, observers, checkpoints), so swapping
-//! algorithms on the same model is one line:
-//! `trainer.run(&mut ctx, &mut Svi::new(&model, &guide, TraceElbo::new()), steps)`, or
-//! another engine in its place.
-//!
-//! The contract:
-//! 1. [`Engine::init`] runs once before the first step (the trainer calls it at the start
-//!    of every [`run`](crate::Trainer::run); it must be idempotent and must not advance the
-//!    context's random stream, so a resumed run stays bit-identical). It checks the
-//!    model/guide pair and learns what the algorithm needs from one traced run, e.g. the
-//!    plate nesting ([`ModelInfo`](crate::ModelInfo)), so no user passes
-//!    `max_plate_nesting` by hand.
-//! 2. [`Engine::step`] returns a [`StepOutput`]: the loss to differentiate, the value
-//!    reported to observers, and named [`Metrics`] (wake and sleep losses, inner-loop
-//!    energies, solver iterations, effective sample sizes, ...) that observers show as CSV
-//!    columns, in the progress bar and as plot panels.
-//! 3. [`Engine::state`] / [`Engine::load_state`]: every piece of engine state that affects
-//!    later steps (e.g. moving-average baselines), saved in checkpoints.
-
 use candle_core::Tensor;
 use ppl_core::Ctx;
 use ppl_core::Result;
@@ -102,12 +78,36 @@ impl StepOutput {
     }
 }
 
-/// An inference engine. See the [module docs](self).
+/// An inference engine.
+///
+/// What an inference engine is, the contract every engine in [`crate::engines`] keeps.
+///
+/// An engine owns a model (and, for most algorithms, a guide) and knows how to turn one
+/// step of its algorithm into a differentiable loss. The shared
+/// [`Trainer`](crate::Trainer) does everything else (the optimiser and its parameter
+/// groups, schedules, clipping, non-finite steps, observers, checkpoints), so swapping
+/// algorithms on the same model is one line:
+/// `trainer.run(&mut ctx, &mut Svi::new(&model, &guide, TraceElbo::new()), steps)`, or
+/// another engine in its place.
+///
+/// The contract:
+/// 1. [`Engine::init`] runs once before the first step (the trainer calls it at the start
+///    of every [`run`](crate::Trainer::run); it must be idempotent and must not advance the
+///    context's random stream, so a resumed run stays bit-identical). It checks the
+///    model/guide pair and learns what the algorithm needs from one traced run, e.g. the
+///    plate nesting ([`ModelInfo`](crate::ModelInfo)), so no user passes
+///    `max_plate_nesting` by hand.
+/// 2. [`Engine::step`] returns a [`StepOutput`]: the loss to differentiate, the value
+///    reported to observers, and named [`Metrics`] (wake and sleep losses, inner-loop
+///    energies, solver iterations, effective sample sizes, ...) that observers show as CSV
+///    columns, in the progress bar and as plot panels.
+/// 3. [`Engine::state`] / [`Engine::load_state`]: every piece of engine state that affects
+///    later steps (e.g. moving-average baselines), saved in checkpoints.
 pub trait Engine {
     /// Short name for logs and plots, e.g. `"svi/trace_elbo"`.
     fn name(&self) -> &str;
 
-    /// One-time set-up before the first step (see the [module docs](self)).
+    /// One-time set-up before the first step (see the [`Engine`]).
     fn init(&mut self, ctx: &mut Ctx) -> Result<()>;
 
     /// One step: runs the model (and guide) as the algorithm needs and returns the loss.

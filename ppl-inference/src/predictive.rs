@@ -1,15 +1,3 @@
-//! Prediction through a trained guide: posterior (predictive) samples, importance-sampled
-//! `log p(x_i)` per data point, and `.npz` export readable by numpy and ArviZ.
-//!
-//! [`Predictive::sample`] draws `z ~ q` from the guide, replays it into the model and
-//! records every latent, every deterministic value, and for each observed site a fresh
-//! draw `x̃ ~ p(x | z)` from its likelihood: the posterior predictive. Each site's draws
-//! are stacked along a new leading axis of size `num_samples`.
-//!
-//! [`log_likelihood`] estimates `log p(x_i)` for each point of a data plate with the IWAE
-//! bound of `K` particles, `log (1/K) Σ_k p(x_i, z_{k,i}) / q(z_{k,i} | x_i)`, which rises to
-//! `log p(x_i)` as `K` grows; particles are drawn in chunks to bound memory.
-
 use crate::importance::{log_mean_exp0, ModelInfo, Particles, WeightBuilder};
 use candle_core::Tensor;
 use ppl_core::handlers::Replay;
@@ -20,7 +8,19 @@ use ppl_core::{PplError, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Posterior predictive sampling. See the [module docs](self).
+/// Posterior predictive sampling.
+///
+/// Prediction through a trained guide: posterior (predictive) samples, importance-sampled
+/// `log p(x_i)` per data point, and `.npz` export readable by numpy and ArviZ.
+///
+/// [`Predictive::sample`] draws `z ~ q` from the guide, replays it into the model and
+/// records every latent, every deterministic value, and for each observed site a fresh
+/// draw `x̃ ~ p(x | z)` from its likelihood: the posterior predictive. Each site's draws
+/// are stacked along a new leading axis of size `num_samples`.
+///
+/// [`log_likelihood`] estimates `log p(x_i)` for each point of a data plate with the IWAE
+/// bound of `K` particles, `log (1/K) Σ_k p(x_i, z_{k,i}) / q(z_{k,i} | x_i)`, which rises to
+/// `log p(x_i)` as `K` grows; particles are drawn in chunks to bound memory.
 pub struct Predictive<'a, M: ?Sized, G: ?Sized> {
     model: &'a M,
     guide: &'a G,
@@ -97,7 +97,7 @@ impl<'a, M: Model + ?Sized, G: Model + ?Sized> Predictive<'a, M, G> {
 }
 
 /// The IWAE estimate of `log p(x_i)` for every point of plate `plate` (shape `[n]`),
-/// with `k` particles drawn `chunk` at a time (see the [module docs](self)). The plate
+/// with `k` particles drawn `chunk` at a time (see the [`Predictive`]). The plate
 /// nesting is inferred from one probe run of the guide and model. A model whose latents
 /// are not all inside `plate` has no per-point likelihood: a typed error names such a
 /// latent (the plate existing or not).

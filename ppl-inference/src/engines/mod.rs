@@ -1,7 +1,8 @@
 //! The inference engines, one folder each. Every engine implements
 //! [`Engine`](crate::Engine) and runs under the shared [`Trainer`](crate::Trainer); no
-//! engine imports another (shared pieces live in [`crate::importance`], `guides` and
-//! `train`; a test checks this).
+//! engine imports another: shared pieces live in `importance/` ([`crate::ModelInfo`],
+//! [`crate::Particles`], [`crate::LogWeights`]), [`crate::guides`] and `train/`, and a test
+//! checks this.
 //!
 //! | engine | algorithm |
 //! |---|---|

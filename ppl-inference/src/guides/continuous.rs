@@ -1,12 +1,3 @@
-//! Guides with one joint Gaussian over all latents (Pyro's `AutoContinuous` family).
-//!
-//! The unconstrained values of all latent sites are flattened into one vector
-//! `x ∈ ℝ^D` with `q(x)` Gaussian, sampled as the auxiliary site `_auto_latent`. Each
-//! model latent is then the point mass `z_s = T_s(x_s)` (a [`Delta`]) with log density
-//! `−log |det J_{T_s}(x_s)|`, so the guide's total `log q` is the change-of-variables density
-//! of `z`. Every plate must be used in full (a minibatch would need the joint over all
-//! points): a subsampled site is an error naming it.
-
 use super::{prototype, LatentSite};
 use candle_core::{Tensor, D};
 use ppl_core::distributions::{
@@ -103,7 +94,16 @@ impl Layout {
 /// unconstrained space, parameters `auto_mvn/loc` (prototype values) and
 /// `auto_mvn/scale_tril` (lower-Cholesky, initially `init_scale · I`, default 0.1). When
 /// the posterior is Gaussian in these coordinates, the family contains it and the ELBO's
-/// optimum is `log p(x)` exactly. See the [module docs](self).
+/// optimum is `log p(x)` exactly.
+///
+/// Guides with one joint Gaussian over all latents (Pyro's `AutoContinuous` family).
+///
+/// The unconstrained values of all latent sites are flattened into one vector
+/// `x ∈ ℝ^D` with `q(x)` Gaussian, sampled as the auxiliary site `_auto_latent`. Each
+/// model latent is then the point mass `z_s = T_s(x_s)` (a [`Delta`]) with log density
+/// `−log |det J_{T_s}(x_s)|`, so the guide's total `log q` is the change-of-variables density
+/// of `z`. Every plate must be used in full (a minibatch would need the joint over all
+/// points): a subsampled site is an error naming it.
 #[derive(Debug, Clone)]
 pub struct AutoMultivariateNormal {
     layout: Layout,
@@ -162,7 +162,7 @@ impl Model for AutoMultivariateNormal {
 /// parameters `auto_lowrank_mvn/loc`, `…/cov_factor` (small random entries from the
 /// context's RNG, so the factor gets a gradient) and `…/cov_diag` (positive, initially
 /// `init_scale²`). Linear in `D` per step where the full-rank guide is cubic. See the
-/// [module docs](self).
+/// [`AutoMultivariateNormal`].
 #[derive(Debug, Clone)]
 pub struct AutoLowRankMultivariateNormal {
     layout: Layout,

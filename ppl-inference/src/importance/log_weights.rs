@@ -1,12 +1,3 @@
-//! Log importance weights `log w_k = log p(x, z_k) − log q(z_k)` of vectorised particles,
-//! split into terms shared by every data point and per-data-point terms of a data plate,
-//! and their effective sample size.
-//!
-//! With a data plate `i = 1..N` subsampled to `n` points, `log w_{k,i}` holds point `i`'s
-//! own sites (scaled back to one point, not by `N/n`), and the global part the sites
-//! outside the plate (scaled as the site says). A multi-sample bound is then taken per
-//! point and summed with the factor `N/n`, an unbiased estimate of the full-data bound.
-
 use super::particles::{log_mean_exp0, Particles};
 use candle_core::{Tensor, D};
 use ppl_core::PlateFrame;
@@ -14,6 +5,15 @@ use ppl_core::{PplError, Result};
 use ppl_core::{Site, Trace};
 
 /// Log weights, split into terms shared by every data point and per-point terms.
+///
+/// Log importance weights `log w_k = log p(x, z_k) − log q(z_k)` of vectorised particles,
+/// split into terms shared by every data point and per-data-point terms of a data plate,
+/// and their effective sample size.
+///
+/// With a data plate `i = 1..N` subsampled to `n` points, `log w_{k,i}` holds point `i`'s
+/// own sites (scaled back to one point, not by `N/n`), and the global part the sites
+/// outside the plate (scaled as the site says). A multi-sample bound is then taken per
+/// point and summed with the factor `N/n`, an unbiased estimate of the full-data bound.
 #[derive(Debug, Clone)]
 pub struct LogWeights {
     /// Terms outside the data plate, one per particle: `[K]`.

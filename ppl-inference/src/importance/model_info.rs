@@ -1,6 +1,3 @@
-//! The one-time probe of a model/guide pair that engines run in
-//! [`Engine::init`](crate::Engine::init).
-
 use super::particles::Particles;
 use ppl_core::check_guide;
 use ppl_core::handlers::Seed;
@@ -10,6 +7,9 @@ use ppl_core::Result;
 use ppl_core::Trace;
 
 /// What one traced run of the guide, and of the model replaying it, tells an engine.
+///
+/// The one-time probe of a model/guide pair that engines run in
+/// [`Engine::init`](crate::Engine::init).
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
     /// The number of batch dims the model and guide use (plates and any other batch dims

@@ -1,12 +1,3 @@
-//! Vectorised particles, guide→model tracing, and the plate-aware reductions every
-//! objective shares.
-//!
-//! `K` particles run as one model execution inside the plate [`PARTICLES`] at dim
-//! `−(max_plate_nesting + 1)`, so each site's log density has a particle axis left of its
-//! plate axes. An objective reduces a site's log density to what it needs: one value per
-//! particle (`[K]`), or one per particle and data point (`[K, n]`), keeping the axes of
-//! chosen plates and summing the rest.
-
 use candle_core::Tensor;
 use ppl_core::handlers::{Condition, Replay, StopGradient, Uncondition};
 use ppl_core::ChoiceMap;
@@ -20,6 +11,15 @@ use ppl_core::{Site, Trace};
 pub const PARTICLES: &str = "__particles";
 
 /// How many particles, and where their plate goes.
+///
+/// Vectorised particles, guide→model tracing, and the plate-aware reductions every
+/// objective shares.
+///
+/// `K` particles run as one model execution inside the plate [`PARTICLES`] at dim
+/// `−(max_plate_nesting + 1)`, so each site's log density has a particle axis left of its
+/// plate axes. An objective reduces a site's log density to what it needs: one value per
+/// particle (`[K]`), or one per particle and data point (`[K, n]`), keeping the axes of
+/// chosen plates and summing the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Particles {
     /// Number of particles `K ≥ 1` (`1` runs without a particle plate).

@@ -1,12 +1,3 @@
-//! Training checkpoints: the store's parameters, every parameter group's free variables
-//! and optimiser state, the engine's state (e.g. moving-average baselines), the RNG state
-//! and the trainer's step count in one safetensors file, written atomically (temporary
-//! file + rename).
-//!
-//! Restoring a checkpoint into a fresh context, trainer and engine and continuing gives the
-//! same numbers, bit for bit on CPU, as a run that never stopped. A file from another
-//! engine or with other parameter groups is a typed error that changes nothing.
-
 use super::trainer::Trainer;
 use crate::engine::Engine;
 use candle_core::Tensor;
@@ -59,6 +50,15 @@ fn decode_rng(s: &str) -> Option<RngState> {
 
 /// Writes the context's parameters and RNG state, the trainer's groups (free variables,
 /// optimiser states) and step count, and the engine's state to `path`.
+///
+/// Training checkpoints: the store's parameters, every parameter group's free variables
+/// and optimiser state, the engine's state (e.g. moving-average baselines), the RNG state
+/// and the trainer's step count in one safetensors file, written atomically (temporary
+/// file + rename).
+///
+/// Restoring a checkpoint into a fresh context, trainer and engine and continuing gives the
+/// same numbers, bit for bit on CPU, as a run that never stopped. A file from another
+/// engine or with other parameter groups is a typed error that changes nothing.
 pub fn save_checkpoint(
     path: impl AsRef<Path>,
     ctx: &mut Ctx,

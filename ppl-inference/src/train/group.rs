@@ -1,16 +1,3 @@
-//! Parameter groups: which variables an optimiser updates, at which learning rate.
-//!
-//! A [`Trainer`](super::Trainer) holds one or more groups. Each has its own optimiser
-//! (and state), learning-rate schedule and variables:
-//! * the parameters of the store whose names start with given prefixes
-//!   ([`ParamGroup::with_prefixes`], e.g. `"decoder/"` for the generative θ and
-//!   `"encoder/"` for the recognition φ of wake-sleep);
-//! * every store parameter that no prefix group claims ([`ParamGroup::new`], the default);
-//! * free variables that are not in the store at all ([`ParamGroup::free`], e.g. the
-//!   per-data-point latents an energy-based engine minimises).
-//!
-//! A store parameter matched by the prefixes of two groups is an error naming both.
-
 use super::optim::Optimizer;
 use super::schedule::{Constant, Schedule};
 use candle_core::Var;
@@ -27,7 +14,20 @@ pub(crate) enum Select {
     Free(Vec<(String, Var)>),
 }
 
-/// One parameter group. See the [module docs](self).
+/// One parameter group.
+///
+/// Parameter groups: which variables an optimiser updates, at which learning rate.
+///
+/// A [`Trainer`](super::Trainer) holds one or more groups. Each has its own optimiser
+/// (and state), learning-rate schedule and variables:
+/// * the parameters of the store whose names start with given prefixes
+///   ([`ParamGroup::with_prefixes`], e.g. `"decoder/"` for the generative θ and
+///   `"encoder/"` for the recognition φ of wake-sleep);
+/// * every store parameter that no prefix group claims ([`ParamGroup::new`], the default);
+/// * free variables that are not in the store at all ([`ParamGroup::free`], e.g. the
+///   per-data-point latents an energy-based engine minimises).
+///
+/// A store parameter matched by the prefixes of two groups is an error naming both.
 pub struct ParamGroup {
     pub(crate) name: String,
     pub(crate) select: Select,

@@ -1,17 +1,3 @@
-//! The training loop every engine shares (argmin style: the loop is here, everything else
-//! is an [`Observer`]).
-//!
-//! [`Trainer::run`] first calls [`Engine::init`], then each step: `engine.step(ctx)`; a
-//! non-finite value is skipped (counted; more than `max_non_finite` in a row is
-//! [`PplError::NonFiniteLoss`]); otherwise `backward`, optional global-norm gradient
-//! clipping over every group (`g ← g · min(1, c/‖g‖)`), then each [parameter
-//! group](super::ParamGroup)'s optimiser updates its variables at its schedule's learning
-//! rate, and every observer sees the step (loss, moving average, learning rate, the
-//! engine's metrics) and may stop the run.
-//!
-//! The trainer counts steps across runs (the schedules' clock); checkpoints save the
-//! count, so a resumed run continues every schedule where it stopped.
-
 use super::group::{assign, ParamGroup};
 use super::optim::Optimizer;
 use super::schedule::Schedule;
@@ -90,7 +76,21 @@ impl TrainReport {
     }
 }
 
-/// The shared training loop. See the [module docs](self).
+/// The shared training loop.
+///
+/// The training loop every engine shares (argmin style: the loop is here, everything else
+/// is an [`Observer`]).
+///
+/// [`Trainer::run`] first calls [`Engine::init`], then each step: `engine.step(ctx)`; a
+/// non-finite value is skipped (counted; more than `max_non_finite` in a row is
+/// [`PplError::NonFiniteLoss`]); otherwise `backward`, optional global-norm gradient
+/// clipping over every group (`g ← g · min(1, c/‖g‖)`), then each [parameter
+/// group](super::ParamGroup)'s optimiser updates its variables at its schedule's learning
+/// rate, and every observer sees the step (loss, moving average, learning rate, the
+/// engine's metrics) and may stop the run.
+///
+/// The trainer counts steps across runs (the schedules' clock); checkpoints save the
+/// count, so a resumed run continues every schedule where it stopped.
 pub struct Trainer {
     groups: Vec<ParamGroup>,
     clip_norm: Option<f64>,

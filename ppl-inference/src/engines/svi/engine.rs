@@ -1,13 +1,3 @@
-//! Stochastic variational inference as an [`Engine`].
-//!
-//! For a model `p_θ(x, z)` and a guide `q_φ(z)`, SVI maximises a variational objective
-//! `L(θ, φ) ≤ log p_θ(x)` (the ELBO `E_q[log p_θ(x, z) − log q_φ(z)]`, or a multi-sample
-//! bound) by stochastic gradient steps on `−L`, with the gradient estimated from samples
-//! of the guide ([`Objective`] says how). `init` probes the pair once
-//! ([`ModelInfo::probe`]): it checks that the guide fits the model and infers the plate
-//! nesting the objective's vectorised particles need. Each step reports `−bound` and the
-//! objective's metrics.
-
 use super::objective::Objective;
 use crate::engine::{Engine, StepOutput};
 use crate::importance::ModelInfo;
@@ -17,7 +7,17 @@ use ppl_core::Model;
 use ppl_core::Result;
 use std::collections::HashMap;
 
-/// SVI on a model and guide with an objective. See the [module docs](self).
+/// SVI on a model and guide with an objective.
+///
+/// Stochastic variational inference as an [`Engine`].
+///
+/// For a model `p_θ(x, z)` and a guide `q_φ(z)`, SVI maximises a variational objective
+/// `L(θ, φ) ≤ log p_θ(x)` (the ELBO `E_q[log p_θ(x, z) − log q_φ(z)]`, or a multi-sample
+/// bound) by stochastic gradient steps on `−L`, with the gradient estimated from samples
+/// of the guide ([`Objective`] says how). `init` probes the pair once
+/// ([`ModelInfo::probe`]): it checks that the guide fits the model and infers the plate
+/// nesting the objective's vectorised particles need. Each step reports `−bound` and the
+/// objective's metrics.
 pub struct Svi<'a, M: ?Sized, G: ?Sized, O> {
     model: &'a M,
     guide: &'a G,

@@ -1,33 +1,3 @@
-//! Multi-sample objectives: the importance-weighted bound (IWAE, Burda et al. 2016), the
-//! Rényi-α bound (Li & Turner 2016) and the doubly-reparameterised IWAE gradient (DReG,
-//! Tucker et al. 2019), correct with local latents and minibatches.
-//!
-//! With `K` particles `z_k ~ q` and weights `w_k = p(x, z_k) / q(z_k)`:
-//!
-//! * IWAE: `L_K = E[log (1/K) Σ_k w_k] ≤ log p(x)`; `L_1 = ELBO`, `L_K` non-decreasing in
-//!   `K`, `L_K → log p(x)`.
-//! * Rényi-α (`α ≥ 0`, `α ≠ 1`): `L_α = E[1/(1−α) · log (1/K) Σ_k w_k^{1−α}]`; `α = 0` is
-//!   IWAE, `α → 1` the ELBO. For `α ∈ [0, 1)` it lower-bounds `log p(x)` for every `K`
-//!   (Jensen), tighter as `α → 0`; `α > 1` gives a mass-covering objective that is not a
-//!   bound.
-//! * DReG (IWAE only, reparameterised guides): the guide-parameter gradient
-//!   `Σ_k w̃_k² ∂log w_k/∂z_k · ∂z_k/∂φ` (with `w̃` the normalised weights and `log q`'s
-//!   parameters held fixed) replaces the high-variance IWAE one, which degrades as `K`
-//!   grows; the model-parameter gradient stays `Σ_k w̃_k ∇_θ log p(x, z_k)`. The surrogate
-//!   is `Σ_k stop(w̃_k²) · log w̄_k + Σ_k stop(w̃_k − w̃_k²) · log p(x, stop(z_k))`, where `w̄`
-//!   uses the detached guide distributions; its second term needs one more model run.
-//!
-//! **Local latents and minibatches** ([`Iwae::with_local_plate`]). When every latent of
-//! the guide lives in a data plate `i = 1..N` (a VAE's codes), `log p(x) = Σ_i log p(x_i)`
-//! and the bound is taken per data point:
-//! `L = Σ_{globals} + (N/n) Σ_{i ∈ batch} 1/(1−α) · log (1/K) Σ_k w_{k,i}^{1−α}`,
-//! with `w_{k,i}` the weight of point `i`'s own sites. This is an unbiased estimate, over
-//! minibatches, of the full-data bound `Σ_i L_K(x_i)`. Pyro instead weights whole
-//! particles by the scaled minibatch log-density, which estimates neither (pyro#2220). A
-//! guide with latents outside the data plate has no per-point bound: without subsampling
-//! the plate is folded into one joint weight (standard IWAE over everything); with
-//! subsampling it is a typed error, not a silently wrong number.
-
 use super::objective::{not_initialised, Objective, ObjectiveOutput};
 use crate::engine::Metrics;
 use crate::importance::{scalar, GuideLogQ, LogWeights, ModelInfo, Particles, WeightBuilder};
@@ -36,7 +6,37 @@ use ppl_core::Ctx;
 use ppl_core::Model;
 use ppl_core::{PplError, Result};
 
-/// The multi-sample objective. See the [module docs](self).
+/// The multi-sample objective.
+///
+/// Multi-sample objectives: the importance-weighted bound (IWAE, Burda et al. 2016), the
+/// Rényi-α bound (Li & Turner 2016) and the doubly-reparameterised IWAE gradient (DReG,
+/// Tucker et al. 2019), correct with local latents and minibatches.
+///
+/// With `K` particles `z_k ~ q` and weights `w_k = p(x, z_k) / q(z_k)`:
+///
+/// * IWAE: `L_K = E[log (1/K) Σ_k w_k] ≤ log p(x)`; `L_1 = ELBO`, `L_K` non-decreasing in
+///   `K`, `L_K → log p(x)`.
+/// * Rényi-α (`α ≥ 0`, `α ≠ 1`): `L_α = E[1/(1−α) · log (1/K) Σ_k w_k^{1−α}]`; `α = 0` is
+///   IWAE, `α → 1` the ELBO. For `α ∈ [0, 1)` it lower-bounds `log p(x)` for every `K`
+///   (Jensen), tighter as `α → 0`; `α > 1` gives a mass-covering objective that is not a
+///   bound.
+/// * DReG (IWAE only, reparameterised guides): the guide-parameter gradient
+///   `Σ_k w̃_k² ∂log w_k/∂z_k · ∂z_k/∂φ` (with `w̃` the normalised weights and `log q`'s
+///   parameters held fixed) replaces the high-variance IWAE one, which degrades as `K`
+///   grows; the model-parameter gradient stays `Σ_k w̃_k ∇_θ log p(x, z_k)`. The surrogate
+///   is `Σ_k stop(w̃_k²) · log w̄_k + Σ_k stop(w̃_k − w̃_k²) · log p(x, stop(z_k))`, where `w̄`
+///   uses the detached guide distributions; its second term needs one more model run.
+///
+/// **Local latents and minibatches** ([`Iwae::with_local_plate`]). When every latent of
+/// the guide lives in a data plate `i = 1..N` (a VAE's codes), `log p(x) = Σ_i log p(x_i)`
+/// and the bound is taken per data point:
+/// `L = Σ_{globals} + (N/n) Σ_{i ∈ batch} 1/(1−α) · log (1/K) Σ_k w_{k,i}^{1−α}`,
+/// with `w_{k,i}` the weight of point `i`'s own sites. This is an unbiased estimate, over
+/// minibatches, of the full-data bound `Σ_i L_K(x_i)`. Pyro instead weights whole
+/// particles by the scaled minibatch log-density, which estimates neither (pyro#2220). A
+/// guide with latents outside the data plate has no per-point bound: without subsampling
+/// the plate is folded into one joint weight (standard IWAE over everything); with
+/// subsampling it is a typed error, not a silently wrong number.
 #[derive(Debug, Clone)]
 pub struct Iwae {
     k: usize,
@@ -92,7 +92,7 @@ impl Iwae {
         Ok(self)
     }
 
-    /// Takes the bound per data point of plate `name` (see the [module docs](self)).
+    /// Takes the bound per data point of plate `name` (see the [`Iwae`]).
     pub fn with_local_plate(mut self, name: impl Into<String>) -> Self {
         self.data_plate = Some(name.into());
         self.weights = None;
@@ -123,7 +123,7 @@ impl Iwae {
         Ok(Metrics::new().with("ess", scalar(&ess)? / ess.elem_count() as f64))
     }
 
-    /// The DReG surrogate (see the [module docs](self)).
+    /// The DReG surrogate (see the [`Iwae`]).
     fn dreg_loss<M: Model + ?Sized, G: Model + ?Sized>(
         &mut self,
         ctx: &mut Ctx,

@@ -1,7 +1,3 @@
-//! What a variational objective is: given a model and a guide, one differentiable
-//! surrogate loss and the value of the bound it estimates. [`Svi`](super::Svi) turns any
-//! objective into an [`Engine`](crate::Engine).
-
 use crate::engine::Metrics;
 use crate::importance::ModelInfo;
 use candle_core::Tensor;
@@ -24,6 +20,10 @@ pub struct ObjectiveOutput {
 
 /// A variational objective: [`TraceElbo`](super::TraceElbo), [`Iwae`](super::Iwae)
 /// (IWAE, Rényi-α, DReG).
+///
+/// What a variational objective is: given a model and a guide, one differentiable
+/// surrogate loss and the value of the bound it estimates. [`Svi`](super::Svi) turns any
+/// objective into an [`Engine`](crate::Engine).
 pub trait Objective {
     /// Short name for logs, e.g. `"trace_elbo"`.
     fn name(&self) -> &'static str;

@@ -1,38 +1,3 @@
-//! The Trace ELBO, with score-function terms, baselines, Rao-Blackwellisation within
-//! plates, and the analytic-KL (mean-field) variant.
-//!
-//! For a model `p(x, z)` and a guide `q(z)`, with `K` particles `z_k ~ q` (vectorised in
-//! one run, see [`Particles`]):
-//!
-//! `ELBO ≈ (1/K) Σ_k [log p(x, z_k) − log q(z_k)]`.
-//!
-//! **Gradients.** Reparameterised sites contribute through the pathwise derivative of
-//! `z_k`. For every guide site `s` whose sample is not reparameterised (discrete latents),
-//! the surrogate adds the score-function (REINFORCE) term
-//! `Σ_i log q(s_i) · stop_grad(c_{s,i} − b_s)`, with `log q(s_i)` unscaled (per element
-//! `i` of the site's plates) and `c_{s,i}` the *downstream cost* of `s_i`:
-//!
-//! * without Rao-Blackwellisation, `c_{s,i} = ELBO_k`, the whole particle's estimate;
-//! * with it (the default), `c_{s,i}` keeps only terms that can depend on `s_i`: model
-//!   sites at or after `s` in the model's order and guide sites at or after `s` in the
-//!   guide's order (earlier sites cannot depend on `s`), and of a site that shares a plate
-//!   with `s`, only its element `i` (a plate declares its elements conditionally
-//!   independent). Dropping the other terms removes variance, not expectation.
-//!
-//! `b_s` is a baseline, which leaves the estimator unbiased (`E[∇ log q] = 0`):
-//! [`Baseline::MovingAverage`] (decay β, default 0.9) of the mean cost, or
-//! [`Baseline::Learned`], a parameter `baseline/<site>` fitted jointly by adding
-//! `mean((c − b)²)` to the loss, or none.
-//!
-//! **Analytic KL** ([`TraceElbo::with_analytic_kl`], Pyro's `TraceMeanField_ELBO`): for a
-//! reparameterised guide site whose (guide, model) pair has a closed-form
-//! [`kl_divergence`], `log p(z_s) − log q(z_s)` is replaced by `−KL(q_s ‖ p_s)`, scaled and
-//! masked like the site; other sites keep the Monte-Carlo terms. The estimate stays
-//! unbiased and its variance drops.
-//!
-//! The loss to minimise is `−surrogate / K` (plus the learned baselines' squared error);
-//! the reported bound is the ELBO estimate.
-
 use super::baseline::Baseline;
 use super::objective::{not_initialised, Objective, ObjectiveOutput};
 use crate::engine::Metrics;
@@ -51,7 +16,42 @@ use std::collections::{HashMap, HashSet};
 /// The prefix of the moving-average baselines in [`Objective::state`].
 const AVERAGE: &str = "baseline_average/";
 
-/// The ELBO objective. See the [module docs](self).
+/// The ELBO objective.
+///
+/// The Trace ELBO, with score-function terms, baselines, Rao-Blackwellisation within
+/// plates, and the analytic-KL (mean-field) variant.
+///
+/// For a model `p(x, z)` and a guide `q(z)`, with `K` particles `z_k ~ q` (vectorised in
+/// one run, see [`Particles`]):
+///
+/// `ELBO ≈ (1/K) Σ_k [log p(x, z_k) − log q(z_k)]`.
+///
+/// **Gradients.** Reparameterised sites contribute through the pathwise derivative of
+/// `z_k`. For every guide site `s` whose sample is not reparameterised (discrete latents),
+/// the surrogate adds the score-function (REINFORCE) term
+/// `Σ_i log q(s_i) · stop_grad(c_{s,i} − b_s)`, with `log q(s_i)` unscaled (per element
+/// `i` of the site's plates) and `c_{s,i}` the *downstream cost* of `s_i`:
+///
+/// * without Rao-Blackwellisation, `c_{s,i} = ELBO_k`, the whole particle's estimate;
+/// * with it (the default), `c_{s,i}` keeps only terms that can depend on `s_i`: model
+///   sites at or after `s` in the model's order and guide sites at or after `s` in the
+///   guide's order (earlier sites cannot depend on `s`), and of a site that shares a plate
+///   with `s`, only its element `i` (a plate declares its elements conditionally
+///   independent). Dropping the other terms removes variance, not expectation.
+///
+/// `b_s` is a baseline, which leaves the estimator unbiased (`E[∇ log q] = 0`):
+/// [`Baseline::MovingAverage`] (decay β, default 0.9) of the mean cost, or
+/// [`Baseline::Learned`], a parameter `baseline/<site>` fitted jointly by adding
+/// `mean((c − b)²)` to the loss, or none.
+///
+/// **Analytic KL** ([`TraceElbo::with_analytic_kl`], Pyro's `TraceMeanField_ELBO`): for a
+/// reparameterised guide site whose (guide, model) pair has a closed-form
+/// [`kl_divergence`], `log p(z_s) − log q(z_s)` is replaced by `−KL(q_s ‖ p_s)`, scaled and
+/// masked like the site; other sites keep the Monte-Carlo terms. The estimate stays
+/// unbiased and its variance drops.
+///
+/// The loss to minimise is `−surrogate / K` (plus the learned baselines' squared error);
+/// the reported bound is the ELBO estimate.
 #[derive(Debug, Clone)]
 pub struct TraceElbo {
     k: usize,

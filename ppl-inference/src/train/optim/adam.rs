@@ -1,14 +1,14 @@
-//! Adam (Kingma & Ba 2015) with decoupled weight decay (AdamW, Loshchilov & Hutter 2019):
-//! `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`, `m̂ = m/(1−β₁ᵗ)`, `v̂ = v/(1−β₂ᵗ)`,
-//! `θ ← θ − lr·(m̂/(√v̂ + ε) + λθ)`.
-
 use super::Optimizer;
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use ppl_core::{PplError, Result};
 use std::collections::{BTreeMap, HashMap};
 
-/// Adam / AdamW. See the [module docs](self).
+/// Adam / AdamW.
+///
+/// Adam (Kingma & Ba 2015) with decoupled weight decay (AdamW, Loshchilov & Hutter 2019):
+/// `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`, `m̂ = m/(1−β₁ᵗ)`, `v̂ = v/(1−β₂ᵗ)`,
+/// `θ ← θ − lr·(m̂/(√v̂ + ε) + λθ)`.
 #[derive(Debug, Clone)]
 pub struct Adam {
     beta1: f64,

@@ -1,5 +1,3 @@
-//! Stochastic gradient descent with momentum: `u ← μu + g`, `θ ← θ − lr·u`.
-
 use super::Optimizer;
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
@@ -7,6 +5,8 @@ use ppl_core::{PplError, Result};
 use std::collections::{BTreeMap, HashMap};
 
 /// Stochastic gradient descent with optional momentum μ ∈ [0, 1).
+///
+/// Stochastic gradient descent with momentum: `u ← μu + g`, `θ ← θ − lr·u`.
 #[derive(Debug, Clone, Default)]
 pub struct Sgd {
     momentum: f64,
