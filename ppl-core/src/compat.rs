@@ -21,10 +21,7 @@ fn base_support(s: &Site) -> Option<Constraint> {
 }
 
 fn mismatch(site: &Site, reason: String) -> PplError {
-    PplError::GuideMismatch {
-        site: site.name.to_string(),
-        reason,
-    }
+    PplError::guide_mismatch(&site.name, reason)
 }
 
 /// Checks that `guide` can serve as a variational family for `model`: every latent site

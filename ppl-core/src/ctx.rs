@@ -162,18 +162,19 @@ impl Ctx {
         let out = f(self);
         if self.stack.len() <= depth {
             // `f` exited a plate entered outside it: the handler is gone.
-            return Err(PplError::InvalidArgument {
-                context: "Ctx::handle",
-                message: "the handler stack was unwound below this handler inside it (a \
-                          plate entered outside was exited inside)"
-                    .into(),
-            });
+            return Err(PplError::invalid_argument(
+                "Ctx::handle",
+                "the handler stack was unwound below this handler inside it (a plate entered \
+                 outside was exited inside)",
+            ));
         }
         self.stack.truncate(depth + 1);
         let any: Box<dyn std::any::Any> = self.stack.remove(depth);
-        let h = *any.downcast::<H>().map_err(|_| PplError::InvalidArgument {
-            context: "Ctx::handle",
-            message: "the handler stack was rearranged inside this handler".into(),
+        let h = *any.downcast::<H>().map_err(|_| {
+            PplError::invalid_argument(
+                "Ctx::handle",
+                "the handler stack was rearranged inside this handler",
+            )
         })?;
         out.map(|r| (r, h))
     }
@@ -232,7 +233,9 @@ impl Ctx {
                     .ok_or_else(|| msg.error("sample site without a distribution"))?;
                 match &msg.value {
                     None => {
-                        let v = dist.sample(self.rng(), &[])?;
+                        let v = dist
+                            .sample(self.rng(), &[])
+                            .map_err(|e| msg.error_from(e))?;
                         msg.value = Some(if msg.detach { v.detach() } else { v });
                     }
                     Some(v) => {
@@ -293,11 +296,7 @@ impl Ctx {
     fn value_of(msg: Message) -> Result<Tensor> {
         match msg.value {
             Some(v) => Ok(v),
-            None => Err(PplError::Site {
-                site: msg.name.to_string(),
-                plates: String::new(),
-                message: "no value after the handler stack".into(),
-            }),
+            None => Err(msg.error("no value after the handler stack")),
         }
     }
 
@@ -436,23 +435,23 @@ impl Ctx {
             .filter_map(|h| h.plate_frame())
             .find(|f| f.name == name)
         {
-            return Err(PplError::InvalidArgument {
-                context: "plate",
-                message: format!("plate `{name}` is already active (dim {})", f.dim),
-            });
+            return Err(PplError::config(
+                "plate",
+                format!("plate `{name}` is already active (dim {})", f.dim),
+            ));
         }
         let dim = match opts.dim {
             Some(d) if d >= 0 => {
-                return Err(PplError::InvalidArgument {
-                    context: "plate",
-                    message: format!("plate `{name}`: dim must be negative, got {d}"),
-                })
+                return Err(PplError::config(
+                    "plate",
+                    format!("plate `{name}`: dim must be negative, got {d}"),
+                ))
             }
             Some(d) if used.contains(&d) => {
-                return Err(PplError::InvalidArgument {
-                    context: "plate",
-                    message: format!("plate `{name}`: dim {d} is used by an enclosing plate"),
-                })
+                return Err(PplError::config(
+                    "plate",
+                    format!("plate `{name}`: dim {d} is used by an enclosing plate"),
+                ))
             }
             Some(d) => d,
             None => (1..)
@@ -463,34 +462,36 @@ impl Ctx {
         let indices = match (&opts.subsample, opts.subsample_size) {
             (Some(idx), _) => {
                 if idx.rank() != 1 {
-                    return Err(PplError::InvalidArgument {
-                        context: "plate",
-                        message: format!(
+                    return Err(PplError::config(
+                        "plate",
+                        format!(
                             "plate `{name}`: subsample indices must be a vector, got shape {:?}",
                             idx.dims()
                         ),
-                    });
+                    ));
                 }
                 Some(idx.to_dtype(DType::U32)?)
             }
             (None, Some(m)) if m > size || m == 0 => {
-                return Err(PplError::InvalidArgument {
-                    context: "plate",
-                    message: format!("plate `{name}`: subsample size {m} must be in 1..={size}"),
-                })
+                return Err(PplError::config(
+                    "plate",
+                    format!("plate `{name}`: subsample size {m} must be in 1..={size}"),
+                ))
             }
             (None, Some(m)) if m < size => {
                 let mut msg = Message::new(name.clone(), SiteKind::Subsample, None);
                 msg.subsample = Some((size, m));
                 let idx = Self::value_of(self.apply(msg, None)?)?;
                 if idx.dims() != [m] {
-                    return Err(PplError::InvalidArgument {
-                        context: "plate",
-                        message: format!(
-                            "plate `{name}`: replayed subsample has shape {:?}, expected [{m}]",
+                    return Err(PplError::site(
+                        &name,
+                        "",
+                        format!(
+                            "replayed subsample indices of plate `{name}` have shape {:?}, \
+                             expected [{m}]",
                             idx.dims()
                         ),
-                    });
+                    ));
                 }
                 Some(idx.to_dtype(DType::U32)?)
             }
@@ -501,10 +502,10 @@ impl Ctx {
             None => size,
         };
         if sub > size {
-            return Err(PplError::InvalidArgument {
-                context: "plate",
-                message: format!("plate `{name}`: {sub} subsample indices for size {size}"),
-            });
+            return Err(PplError::config(
+                "plate",
+                format!("plate `{name}`: {sub} subsample indices for size {size}"),
+            ));
         }
         let frame = PlateFrame {
             name,
@@ -525,10 +526,10 @@ impl Ctx {
     /// Leaves the plate entered by `guard` (and anything pushed inside it).
     pub fn plate_exit(&mut self, guard: PlateGuard) -> Result<()> {
         if self.stack.len() <= guard.depth {
-            return Err(PplError::InvalidArgument {
-                context: "plate",
-                message: format!("plate `{}` was already exited", guard.frame.name),
-            });
+            return Err(PplError::invalid_argument(
+                "plate",
+                format!("plate `{}` was already exited", guard.frame.name),
+            ));
         }
         self.stack.truncate(guard.depth);
         Ok(())

@@ -25,17 +25,19 @@ pub fn device_from_name(name: &str) -> Result<Device> {
         "cpu" => Ok(Device::Cpu),
         _ if name == "cuda" || name.starts_with("cuda:") => {
             let ordinal = match name.strip_prefix("cuda:") {
-                Some(n) => n.parse::<usize>().map_err(|_| PplError::InvalidArgument {
-                    context: "device_from_name",
-                    message: format!("bad device name `{name}`: expected cuda:N"),
+                Some(n) => n.parse::<usize>().map_err(|_| {
+                    PplError::config(
+                        "device_from_name",
+                        format!("bad device name `{name}`: expected cuda:N"),
+                    )
                 })?,
                 None => 0,
             };
             Ok(Device::new_cuda(ordinal)?)
         }
-        _ => Err(PplError::InvalidArgument {
-            context: "device_from_name",
-            message: format!("unknown device `{name}`: expected cpu, cuda or cuda:N"),
-        }),
+        _ => Err(PplError::config(
+            "device_from_name",
+            format!("unknown device `{name}`: expected cpu, cuda or cuda:N"),
+        )),
     }
 }

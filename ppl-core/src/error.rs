@@ -96,6 +96,20 @@ pub enum PplError {
         /// What is wrong, naming the shapes.
         message: String,
     },
+    /// An error raised while running or scoring a named site (a distribution's
+    /// [`PplError::OutsideSupport`] or [`PplError::Shape`] when its `log_prob` or `sample`
+    /// fails there), with the original error kept as the [`source`](std::error::Error::source):
+    /// match on [`PplError::root_cause`] to find it. Built with [`PplError::at_site`].
+    #[error("site `{site}`{plates}: {source}")]
+    AtSite {
+        /// The site name, e.g. `x` or `enc/z[3]`.
+        site: String,
+        /// ` in plate `data` (size 128)`, or empty.
+        plates: String,
+        /// The error raised at the site (dereferences to the [`PplError`]).
+        #[source]
+        source: Cause,
+    },
     /// Two sample/observe/factor/deterministic sites with the same name in one run.
     #[error(
         "duplicate site name `{site}`: every site needs a unique name within one run \
@@ -131,6 +145,20 @@ pub enum PplError {
         /// What failed.
         reason: String,
     },
+    /// A file that cannot be read or written, or whose contents cannot be decoded, with the
+    /// underlying error (a `std::io::Error`, a safetensors or candle error) kept as the
+    /// [`source`](std::error::Error::source). Built with [`PplError::file_io`];
+    /// [`PplError::is_file`] is true for it and for [`PplError::File`].
+    #[error("{path}: {reason}: {source}")]
+    FileIo {
+        /// The file path.
+        path: String,
+        /// What failed, e.g. `cannot read`.
+        reason: String,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// Training produced too many non-finite losses in a row.
     #[error(
         "{count} non-finite losses in a row (last at step {step}); lower the learning rate, \
@@ -163,11 +191,92 @@ impl PplError {
         }
     }
 
+    /// A [`PplError::AtSite`]: `source`, raised at site `site` (with `plates` as for
+    /// [`PplError::site`]), kept matchable through [`PplError::root_cause`].
+    pub fn at_site(site: impl ToString, plates: impl Into<String>, source: PplError) -> Self {
+        PplError::AtSite {
+            site: site.to_string(),
+            plates: plates.into(),
+            source: Cause(Box::new(source)),
+        }
+    }
+
+    /// The innermost error under any [`PplError::AtSite`] wrappers (the error itself when
+    /// it wraps nothing): `matches!(e.root_cause(), PplError::OutsideSupport { .. })`.
+    pub fn root_cause(&self) -> &PplError {
+        let mut e = self;
+        while let PplError::AtSite { source, .. } = e {
+            e = &**source;
+        }
+        e
+    }
+
+    /// The site an error names ([`PplError::Site`], [`PplError::AtSite`],
+    /// [`PplError::DuplicateSite`], [`PplError::GuideMismatch`]), if any.
+    pub fn site_name(&self) -> Option<&str> {
+        match self {
+            PplError::Site { site, .. }
+            | PplError::AtSite { site, .. }
+            | PplError::DuplicateSite { site }
+            | PplError::GuideMismatch { site, .. } => Some(site),
+            _ => None,
+        }
+    }
+
     /// A [`PplError::File`] about `path`.
     pub fn file(path: &std::path::Path, reason: impl Into<String>) -> Self {
         PplError::File {
             path: path.display().to_string(),
             reason: reason.into(),
+        }
+    }
+
+    /// A [`PplError::FileIo`] about `path`: `reason` says what failed (e.g. `cannot read`),
+    /// `source` is the underlying error (e.g. a `std::io::Error`), kept as the source.
+    pub fn file_io(
+        path: &std::path::Path,
+        reason: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        PplError::FileIo {
+            path: path.display().to_string(),
+            reason: reason.into(),
+            source: source.into(),
+        }
+    }
+
+    /// Whether this is a file error ([`PplError::File`] or [`PplError::FileIo`]).
+    pub fn is_file(&self) -> bool {
+        matches!(self, PplError::File { .. } | PplError::FileIo { .. })
+    }
+
+    /// A [`PplError::Param`] about parameter `name`.
+    pub fn param(name: impl ToString, reason: impl Into<String>) -> Self {
+        PplError::Param {
+            name: name.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A [`PplError::InvalidParameter`] of `family`'s parameter `param`.
+    pub fn invalid_parameter(
+        family: &'static str,
+        param: &'static str,
+        reason: impl Into<String>,
+    ) -> Self {
+        PplError::InvalidParameter {
+            family,
+            param,
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`PplError::InvalidArgument`]: a malformed argument that is not a setting (use
+    /// [`PplError::config`] for settings) and not tied to a site (use [`PplError::site`]).
+    pub fn invalid_argument(context: &'static str, message: impl Into<String>) -> Self {
+        PplError::InvalidArgument {
+            context,
+            message: message.into(),
         }
     }
 
@@ -186,6 +295,37 @@ impl PplError {
             context,
             message: message.into(),
         }
+    }
+}
+
+/// The boxed inner error of [`PplError::AtSite`]; dereferences to it. (A newtype rather
+/// than `Box<PplError>` so that [`std::error::Error::source`] yields the [`PplError`]
+/// itself, and `downcast_ref::<PplError>()` on it works.)
+pub struct Cause(Box<PplError>);
+
+impl Cause {
+    /// The inner error.
+    pub fn into_inner(self) -> PplError {
+        *self.0
+    }
+}
+
+impl std::ops::Deref for Cause {
+    type Target = PplError;
+    fn deref(&self) -> &PplError {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
     }
 }
 

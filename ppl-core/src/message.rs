@@ -127,10 +127,12 @@ impl Message {
 
     /// A [`PplError::Site`] naming this site and its plates.
     pub fn error(&self, message: impl Into<String>) -> PplError {
-        PplError::Site {
-            site: self.name.to_string(),
-            plates: describe_plates(&self.plates),
-            message: message.into(),
-        }
+        PplError::site(&self.name, describe_plates(&self.plates), message)
+    }
+
+    /// `source` raised at this site: a [`PplError::AtSite`] naming the site and its plates
+    /// that keeps `source` matchable through [`PplError::root_cause`].
+    pub fn error_from(&self, source: PplError) -> PplError {
+        PplError::at_site(&self.name, describe_plates(&self.plates), source)
     }
 }

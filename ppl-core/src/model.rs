@@ -60,10 +60,10 @@ pub fn generate<M: Model + ?Sized>(
     let ((out, cond), trace) =
         ctx.trace(|ctx| ctx.handle(Condition::new(constraints.clone()), |ctx| model.run(ctx)))?;
     if let Some(name) = cond.unused().first() {
-        return Err(PplError::GuideMismatch {
-            site: name.to_string(),
-            reason: "a constrained value names no sample site of the model".into(),
-        });
+        return Err(PplError::guide_mismatch(
+            name,
+            "a constrained value names no sample or input site of the model",
+        ));
     }
     let weight = if trace.sites().iter().any(|s| s.observed && s.has_density()) {
         trace.log_prob_sum(|s| s.observed)?
@@ -78,10 +78,10 @@ pub fn generate<M: Model + ?Sized>(
 pub fn assess<M: Model + ?Sized>(ctx: &mut Ctx, model: &M, choices: &ChoiceMap) -> Result<Tensor> {
     let (_, trace, _) = generate(ctx, model, choices)?;
     if let Some(s) = trace.latent_sites().next() {
-        return Err(PplError::GuideMismatch {
-            site: s.name.to_string(),
-            reason: "assess needs a value for every latent site, but this one has none".into(),
-        });
+        return Err(PplError::guide_mismatch(
+            &s.name,
+            "assess needs a value for every latent site, but this one has none",
+        ));
     }
     trace.log_joint()
 }

@@ -49,17 +49,7 @@ impl std::fmt::Debug for ParamStore {
 }
 
 fn param_err(name: &str, reason: impl Into<String>) -> PplError {
-    PplError::Param {
-        name: name.to_string(),
-        reason: reason.into(),
-    }
-}
-
-fn file_err(path: &Path, reason: impl Into<String>) -> PplError {
-    PplError::File {
-        path: path.display().to_string(),
-        reason: reason.into(),
-    }
+    PplError::param(name, reason)
 }
 
 /// Encodes the constraints a parameter may have (the ones [`biject_to`] supports).
@@ -279,9 +269,11 @@ impl ParamStore {
         let mut planned = Vec::with_capacity(tensors.len());
         for (name, t) in tensors {
             let c = match meta.get(&format!("{CONSTRAINT_PREFIX}{name}")) {
-                Some(code) => decode(code).ok_or_else(|| PplError::File {
-                    path: source.to_string(),
-                    reason: format!("parameter `{name}`: unknown constraint `{code}`"),
+                Some(code) => decode(code).ok_or_else(|| {
+                    PplError::file(
+                        Path::new(source),
+                        format!("parameter `{name}`: unknown constraint `{code}`"),
+                    )
                 })?,
                 None => Constraint::Real,
             };
@@ -338,7 +330,7 @@ impl ParamStore {
         let path = path.as_ref();
         let (tensors, meta) = read_safetensors(path, device)?;
         if meta.get(FORMAT_KEY).map(String::as_str) != Some(FORMAT) {
-            return Err(file_err(
+            return Err(PplError::file(
                 path,
                 format!("not a ppl parameter file (missing `{FORMAT_KEY}: {FORMAT}` metadata)"),
             ));
@@ -354,22 +346,23 @@ pub fn write_safetensors(
     meta: HashMap<String, String>,
 ) -> Result<()> {
     let bytes = safetensors::tensor::serialize(tensors, Some(meta))
-        .map_err(|e| file_err(path, format!("cannot serialise tensors: {e}")))?;
+        .map_err(|e| PplError::file_io(path, "cannot serialise tensors", e))?;
     atomic_write(path, &bytes)
 }
 
 /// Reads a safetensors file onto `device`: its tensors and its metadata. Unreadable,
-/// truncated or corrupt files give [`PplError::File`].
+/// truncated or corrupt files give [`PplError::FileIo`] with the underlying I/O,
+/// safetensors or candle error as its source.
 pub fn read_safetensors(
     path: &Path,
     device: &Device,
 ) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
-    let bytes = std::fs::read(path).map_err(|e| file_err(path, e.to_string()))?;
+    let bytes = std::fs::read(path).map_err(|e| PplError::file_io(path, "cannot read", e))?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| file_err(path, format!("not a valid safetensors file: {e}")))?;
+        .map_err(|e| PplError::file_io(path, "not a valid safetensors file", e))?;
     let meta = meta.metadata().clone().unwrap_or_default();
     let tensors = candle_core::safetensors::load_buffer(&bytes, device)
-        .map_err(|e| file_err(path, format!("corrupt tensor data: {e}")))?;
+        .map_err(|e| PplError::file_io(path, "corrupt tensor data", e))?;
     Ok((tensors, meta))
 }
 
@@ -383,7 +376,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         .unwrap_or_else(|| Path::new("."));
     let file_name = path
         .file_name()
-        .ok_or_else(|| file_err(path, "not a file path"))?
+        .ok_or_else(|| PplError::file(path, "not a file path"))?
         .to_string_lossy();
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let write = || -> std::io::Result<()> {
@@ -394,7 +387,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     };
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        file_err(path, format!("cannot write: {e}"))
+        PplError::file_io(path, "cannot write", e)
     })
 }
 

@@ -59,7 +59,7 @@ impl Site {
             .as_ref()
             .ok_or_else(|| self.error("has no distribution"))?;
         d.log_prob(&self.value)
-            .map_err(|e| self.error(e.to_string()))
+            .map_err(|e| PplError::at_site(&self.name, describe_plates(&self.plates), e))
     }
 
     /// `mask ⊙ dist.log_prob(value)` without the scale, batch-shaped (what score-function
@@ -108,11 +108,7 @@ impl Site {
     }
 
     fn error(&self, message: impl Into<String>) -> PplError {
-        PplError::Site {
-            site: self.name.to_string(),
-            plates: describe_plates(&self.plates),
-            message: message.into(),
-        }
+        PplError::site(&self.name, describe_plates(&self.plates), message)
     }
 }
 
@@ -215,20 +211,14 @@ impl Trace {
     /// The site called `name`, or an error naming it.
     pub fn site(&self, name: impl Into<SiteName>) -> Result<&Site> {
         let name = name.into();
-        self.position(&name)
-            .map(|i| &self.sites[i])
-            .ok_or_else(|| PplError::Site {
-                site: name.to_string(),
-                plates: String::new(),
-                message: format!(
-                    "not in the trace (sites: {})",
-                    self.sites
-                        .iter()
-                        .map(|s| s.name.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            })
+        self.position(&name).map(|i| &self.sites[i]).ok_or_else(|| {
+            let names: Vec<String> = self.sites.iter().map(|s| s.name.to_string()).collect();
+            PplError::site(
+                &name,
+                "",
+                format!("not in the trace (sites: {})", names.join(", ")),
+            )
+        })
     }
 
     /// The value of site `name`.
@@ -275,10 +265,10 @@ impl Trace {
         }
         match total {
             Some(t) => Ok(t),
-            None => Err(PplError::InvalidArgument {
-                context: "Trace::log_prob_sum",
-                message: "no site with a density matches the filter".into(),
-            }),
+            None => Err(PplError::invalid_argument(
+                "Trace::log_prob_sum",
+                "no site with a density matches the filter",
+            )),
         }
     }
 
@@ -300,9 +290,11 @@ impl Trace {
                 });
             }
         }
-        total.ok_or_else(|| PplError::InvalidArgument {
-            context: "Trace::log_prob_per",
-            message: format!("no site with a density is inside plate `{plate}`"),
+        total.ok_or_else(|| {
+            PplError::invalid_argument(
+                "Trace::log_prob_per",
+                format!("no site with a density is inside plate `{plate}`"),
+            )
         })
     }
 

@@ -65,27 +65,27 @@ pub(crate) fn check_param(
     }
     let v = host_f64(t)?;
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-        return Err(PplError::InvalidParameter {
+        return Err(PplError::invalid_parameter(
             family,
             param,
-            reason: format!(
+            format!(
                 "must be finite, got {} at index {:?}",
                 v[i],
                 unravel(i, t.dims())
             ),
-        });
+        ));
     }
     if let Some((i, x)) = constraint.first_violation(&v, t.dims())? {
-        return Err(PplError::InvalidParameter {
+        return Err(PplError::invalid_parameter(
             family,
             param,
-            reason: format!(
+            format!(
                 "must be {}, got {} at index {:?}",
                 constraint.describe(),
                 x,
                 unravel(i, t.dims())
             ),
-        });
+        ));
     }
     Ok(())
 }

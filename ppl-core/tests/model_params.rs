@@ -275,14 +275,15 @@ fn save_load_round_trip_is_exact_and_atomic() {
 
     // corrupt and mismatched files are typed errors and leave the store alone
     std::fs::write(dir.join("junk"), b"not a safetensors file").unwrap();
+    // (`FileIo` keeps the safetensors or I/O error as its source)
     let e = fresh.load(dir.join("junk"), &CPU).unwrap_err();
-    assert!(matches!(e, PplError::File { .. }), "{e}");
+    assert!(matches!(e, PplError::FileIo { .. }) && e.is_file(), "{e}");
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(dir.join("cut"), &bytes[..bytes.len() - 7]).unwrap();
     let e = fresh.load(dir.join("cut"), &CPU).unwrap_err();
-    assert!(matches!(e, PplError::File { .. }), "{e}");
+    assert!(matches!(e, PplError::FileIo { .. }) && e.is_file(), "{e}");
     let e = fresh.load(dir.join("absent"), &CPU).unwrap_err();
-    assert!(matches!(e, PplError::File { .. }), "{e}");
+    assert!(matches!(e, PplError::FileIo { .. }) && e.is_file(), "{e}");
     let other = ParamStore::new();
     other
         .insert("loc", &t1(&[1.0, 2.0, 3.0], DType::F64), &Constraint::Real)

@@ -465,11 +465,11 @@ fn device_names() {
     assert!(matches!(ppl_core::device_from_name("cpu"), Ok(Device::Cpu)));
     assert!(matches!(
         ppl_core::device_from_name("tpu"),
-        Err(PplError::InvalidArgument { .. })
+        Err(PplError::InvalidConfig { .. })
     ));
     assert!(matches!(
         ppl_core::device_from_name("cuda:x"),
-        Err(PplError::InvalidArgument { .. })
+        Err(PplError::InvalidConfig { .. })
     ));
     #[cfg(not(feature = "cuda"))]
     assert!(ppl_core::best_device().unwrap().is_cpu());

@@ -346,13 +346,13 @@ pub fn image_grid_titled(
     let err = |e: String| PplError::file(path, e);
     let dims = images.dims();
     if dims.len() != 3 || cols == 0 || zoom == 0 || dims[0] == 0 {
-        return Err(PplError::InvalidArgument {
-            context: "image_grid",
-            message: format!(
+        return Err(PplError::config(
+            "image_grid",
+            format!(
                 "expected images [N, H, W] with N > 0, cols > 0 and zoom > 0, got shape {dims:?}, \
                  cols {cols}, zoom {zoom}"
             ),
-        });
+        ));
     }
     let (n, h, w) = (dims[0], dims[1], dims[2]);
     let rows = n.div_ceil(cols);

@@ -75,20 +75,22 @@ impl<'a, M: Model + ?Sized, G: Model + ?Sized> Predictive<'a, M, G> {
             .map(|(k, v)| {
                 let n = v.len();
                 if n != self.num_samples {
-                    return Err(PplError::Site {
-                        site: k,
-                        plates: String::new(),
-                        message: format!(
+                    return Err(PplError::site(
+                        &k,
+                        String::new(),
+                        format!(
                             "appeared in {n} of {} runs; predictive sites must appear in \
                              every run",
                             self.num_samples
                         ),
-                    });
+                    ));
                 }
-                let stacked = Tensor::stack(&v, 0).map_err(|e| PplError::Site {
-                    site: k.clone(),
-                    plates: String::new(),
-                    message: format!("draws of different shapes cannot be stacked: {e}"),
+                let stacked = Tensor::stack(&v, 0).map_err(|e| {
+                    PplError::site(
+                        &k,
+                        String::new(),
+                        format!("draws of different shapes cannot be stacked: {e}"),
+                    )
                 })?;
                 Ok((k, stacked))
             })
@@ -157,10 +159,7 @@ pub fn log_likelihood<M: Model + ?Sized, G: Model + ?Sized>(
 /// atomically: a temporary file in the same directory, synced, then renamed.
 pub fn save_npz(samples: &Samples, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
-    let file_err = |reason: String| PplError::File {
-        path: path.display().to_string(),
-        reason,
-    };
+    let file_err = |reason: String| PplError::file(path, reason);
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -172,12 +171,12 @@ pub fn save_npz(samples: &Samples, path: impl AsRef<Path>) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let items: Vec<(&str, &Tensor)> = samples.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let result = Tensor::write_npz(&items, &tmp)
-        .map_err(|e| file_err(format!("cannot write: {e}")))
+        .map_err(|e| PplError::file_io(path, "cannot write", e))
         .and_then(|()| {
             std::fs::File::open(&tmp)
                 .and_then(|f| f.sync_all())
                 .and_then(|()| std::fs::rename(&tmp, path))
-                .map_err(|e| file_err(format!("cannot write: {e}")))
+                .map_err(|e| PplError::file_io(path, "cannot write", e))
         });
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -38,14 +38,14 @@ impl Geometric {
     pub fn from_probs(probs: &Tensor) -> Result<Self> {
         if validation::is_enabled() {
             if let Some(i) = host_f64(probs)?.iter().position(|&p| p == 0.0) {
-                return Err(PplError::InvalidParameter {
-                    family: "Geometric",
-                    param: "probs",
-                    reason: format!(
+                return Err(PplError::invalid_parameter(
+                    "Geometric",
+                    "probs",
+                    format!(
                         "must be in (0, 1], got 0 at index {:?}",
                         unravel(i, probs.dims())
                     ),
-                });
+                ));
             }
         }
         let (p, l) = binary_probs_logits("Geometric", Some(probs), None)?;

@@ -106,11 +106,11 @@ impl MultivariateNormal {
         )?;
         let l = cholesky(covariance).map_err(|e| match e {
             crate::error::PplError::Linalg { reason, .. } => {
-                crate::error::PplError::InvalidParameter {
-                    family: "MultivariateNormal",
-                    param: "covariance_matrix",
+                crate::error::PplError::invalid_parameter(
+                    "MultivariateNormal",
+                    "covariance_matrix",
                     reason,
-                }
+                )
             }
             other => other,
         })?;

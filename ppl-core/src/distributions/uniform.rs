@@ -39,16 +39,16 @@ impl Uniform {
         if validation::is_enabled() {
             let (l, h) = (host_f64(&low)?, host_f64(&high)?);
             if let Some(i) = (0..l.len()).find(|&i| l[i] >= h[i]) {
-                return Err(PplError::InvalidParameter {
-                    family: "Uniform",
-                    param: "high",
-                    reason: format!(
+                return Err(PplError::invalid_parameter(
+                    "Uniform",
+                    "high",
+                    format!(
                         "must be greater than `low`, got low = {} and high = {} at index {:?}",
                         l[i],
                         h[i],
                         unravel(i, &batch_shape)
                     ),
-                });
+                ));
             }
         }
         Ok(Self {

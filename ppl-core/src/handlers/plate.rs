@@ -47,7 +47,7 @@ impl Handler for Plate {
                 )));
             }
             if target != batch {
-                msg.dist = Some(d.expand(&target)?);
+                msg.dist = Some(d.expand(&target).map_err(|e| msg.error_from(e))?);
             }
         }
         if !matches!(msg.kind, SiteKind::Deterministic | SiteKind::Input) {

@@ -14,10 +14,10 @@ impl Scale {
     /// Scales by `factor`, which must be finite and positive.
     pub fn new(factor: f64) -> Result<Self> {
         if !(factor.is_finite() && factor > 0.0) {
-            return Err(PplError::InvalidArgument {
-                context: "Scale",
-                message: format!("scale must be finite and positive, got {factor}"),
-            });
+            return Err(PplError::config(
+                "Scale",
+                format!("scale must be finite and positive, got {factor}"),
+            ));
         }
         Ok(Scale { factor })
     }

@@ -16,10 +16,10 @@ impl IntervalTransform {
     /// Onto `(low, high)`; needs finite `low < high`.
     pub fn new(low: f64, high: f64) -> Result<Self> {
         if !(low.is_finite() && high.is_finite() && low < high) {
-            return Err(PplError::InvalidArgument {
-                context: "IntervalTransform",
-                message: format!("needs finite low < high, got [{low}, {high}]"),
-            });
+            return Err(PplError::invalid_argument(
+                "IntervalTransform",
+                format!("needs finite low < high, got [{low}, {high}]"),
+            ));
         }
         Ok(IntervalTransform { low, high })
     }

@@ -12,10 +12,10 @@ pub struct LowerCholeskyTransform;
 fn masks(x: &Tensor) -> Result<(Tensor, Tensor)> {
     let n = x.dim(D::Minus1)?;
     if x.rank() < 2 || x.dim(D::Minus2)? != n {
-        return Err(PplError::InvalidArgument {
-            context: "LowerCholeskyTransform",
-            message: format!("needs square matrices, got shape {:?}", x.dims()),
-        });
+        return Err(PplError::invalid_argument(
+            "LowerCholeskyTransform",
+            format!("needs square matrices, got shape {:?}", x.dims()),
+        ));
     }
     let eye = Tensor::eye(n, x.dtype(), x.device())?;
     let lower = Tensor::tril2(n, x.dtype(), x.device())?.sub(&eye)?;

@@ -70,13 +70,13 @@ pub fn biject_to(constraint: &Constraint) -> Result<Arc<dyn Transform>> {
         Constraint::LowerCholesky => Arc::new(LowerCholeskyTransform),
         Constraint::Independent(c, _) => biject_to(c)?,
         other => {
-            return Err(PplError::InvalidArgument {
-                context: "biject_to",
-                message: format!(
+            return Err(PplError::invalid_argument(
+                "biject_to",
+                format!(
                     "no bijection from the reals onto a support that is {}",
                     other.describe()
                 ),
-            })
+            ))
         }
     })
 }

@@ -41,10 +41,10 @@ impl Transform for StickBreakingTransform {
     fn inverse(&self, y: &Tensor) -> Result<Tensor> {
         let k = y.dim(D::Minus1)?;
         if k < 2 {
-            return Err(PplError::InvalidArgument {
-                context: "StickBreakingTransform",
-                message: format!("needs at least 2 categories, got shape {:?}", y.dims()),
-            });
+            return Err(PplError::invalid_argument(
+                "StickBreakingTransform",
+                format!("needs at least 2 categories, got shape {:?}", y.dims()),
+            ));
         }
         let crop = y.narrow(D::Minus1, 0, k - 1)?;
         let tiny = if y.dtype() == DType::F64 {

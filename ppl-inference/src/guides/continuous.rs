@@ -26,13 +26,13 @@ impl Layout {
         let mut off = 0;
         for s in sites {
             if s.subsampled() {
-                return Err(PplError::GuideMismatch {
-                    site: s.name.to_string(),
-                    reason: format!(
+                return Err(PplError::guide_mismatch(
+                    &s.name,
+                    format!(
                         "is in a subsampled plate; {kind} needs every latent in full (use \
                          AutoNormal or AutoAmortized for minibatches)"
                     ),
-                });
+                ));
             }
             let shape = s.transform().unconstrained_shape(s.init.dims());
             let n: usize = shape.iter().product();
@@ -175,10 +175,10 @@ impl AutoLowRankMultivariateNormal {
     /// columns.
     pub fn new<M: Model + ?Sized>(ctx: &mut Ctx, model: &M, rank: usize) -> Result<Self> {
         if rank == 0 {
-            return Err(PplError::InvalidArgument {
-                context: "AutoLowRankMultivariateNormal",
-                message: "rank must be at least 1".into(),
-            });
+            return Err(PplError::config(
+                "AutoLowRankMultivariateNormal",
+                "rank must be at least 1",
+            ));
         }
         Ok(AutoLowRankMultivariateNormal {
             layout: Layout::new("AutoLowRankMultivariateNormal", prototype(ctx, model)?)?,

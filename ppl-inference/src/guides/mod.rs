@@ -171,18 +171,16 @@ pub fn prototype_trace<M: Model + ?Sized>(
             c = *inner;
         }
         if c.is_discrete() {
-            return Err(PplError::GuideMismatch {
-                site: s.name.to_string(),
-                reason: format!(
+            return Err(PplError::guide_mismatch(
+                &s.name,
+                format!(
                     "is discrete ({}); continuous autoguides cannot cover it",
                     c.describe()
                 ),
-            });
+            ));
         }
-        let transform = biject_to(&c).map_err(|e| PplError::GuideMismatch {
-            site: s.name.to_string(),
-            reason: e.to_string(),
-        })?;
+        let transform =
+            biject_to(&c).map_err(|e| PplError::guide_mismatch(&s.name, e.to_string()))?;
         out.push(LatentSite {
             transform,
             name: s.name.clone(),

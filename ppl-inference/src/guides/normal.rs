@@ -36,10 +36,10 @@ impl AutoNormal {
     /// The initial scale `σ₀ > 0` of every site (default 0.1).
     pub fn with_init_scale(mut self, s: f64) -> Result<Self> {
         if !(s.is_finite() && s > 0.0) {
-            return Err(PplError::InvalidArgument {
-                context: "AutoNormal",
-                message: format!("init_scale must be finite and positive, got {s}"),
-            });
+            return Err(PplError::config(
+                "AutoNormal",
+                format!("init_scale must be finite and positive, got {s}"),
+            ));
         }
         self.init_scale = s;
         Ok(self)
@@ -61,9 +61,11 @@ impl AutoNormal {
             .sites
             .iter()
             .find(|s| s.name.matches(name))
-            .ok_or_else(|| PplError::InvalidArgument {
-                context: "AutoNormal::median",
-                message: format!("the guide has no site `{name}`"),
+            .ok_or_else(|| {
+                PplError::config(
+                    "AutoNormal::median",
+                    format!("the guide has no site `{name}`"),
+                )
             })?;
         s.transform().forward(&self.loc(ctx, name)?)
     }

@@ -61,9 +61,12 @@ impl Observer for CsvLog {
             }
             out.push('\n');
         }
-        ppl_core::atomic_write(&self.path, out.as_bytes()).map_err(|e| match e {
-            PplError::File { .. } => e,
-            other => PplError::file(&self.path, other.to_string()),
+        ppl_core::atomic_write(&self.path, out.as_bytes()).map_err(|e| {
+            if e.is_file() {
+                e
+            } else {
+                PplError::file(&self.path, e.to_string())
+            }
         })
     }
 }
