@@ -84,7 +84,8 @@ pub struct PlateOpts {
     /// Draw a random subsample of this many elements per run (log densities are scaled by
     /// `size / subsample_size`).
     pub subsample_size: Option<usize>,
-    /// Use exactly these indices as the subsample (a `u32`/`i64` vector).
+    /// Use exactly these indices as the subsample (a `u32`/`i64` vector of distinct indices
+    /// in `0..size`, checked with validation on).
     pub subsample: Option<Tensor>,
     /// The batch dim (negative, from the right); the first free dim from `-1` leftwards
     /// when `None`.
@@ -398,9 +399,35 @@ impl Ctx {
 
     /// Adds `log_weight` (batch-shaped, broadcast over enclosing plates) to the model's
     /// log joint: an energy term `-E` or a penalty.
+    ///
+    /// With validation on ([`crate::validation`]), a log weight that is NaN or `+inf` is a
+    /// [`PplError::Site`] naming the site, its plates and the first bad element's index (it
+    /// would make the log joint NaN or infinite); `-inf` is accepted: a zero weight.
     pub fn factor(&mut self, name: impl Into<SiteName>, log_weight: &Tensor) -> Result<()> {
+        let name = name.into();
+        if crate::validation::is_enabled() {
+            let host = crate::tensor::host_f64(log_weight)?;
+            if let Some(i) = host.iter().position(|v| v.is_nan() || *v == f64::INFINITY) {
+                let plates: Vec<PlateFrame> = self
+                    .stack
+                    .iter()
+                    .filter_map(|h| h.plate_frame().cloned())
+                    .collect();
+                return Err(PplError::site(
+                    &name,
+                    crate::message::describe_plates(&plates),
+                    format!(
+                        "factor log weight is {} at index {:?} (shape {:?}); log weights must be \
+                         finite or -inf (a zero weight)",
+                        host[i],
+                        crate::tensor::unravel(i, log_weight.dims()),
+                        log_weight.dims()
+                    ),
+                ));
+            }
+        }
         let unit = Unit::new(log_weight)?;
-        let mut msg = Message::new(name.into(), SiteKind::Factor, Some(unit.into_dyn()));
+        let mut msg = Message::new(name, SiteKind::Factor, Some(unit.into_dyn()));
         msg.value = Some(log_weight.clone());
         msg.observed = true;
         self.apply(msg, None)?;
@@ -417,6 +444,13 @@ impl Ctx {
     /// Enters a plate of `size` conditionally independent elements. Sites sampled until the
     /// matching [`Ctx::plate_exit`] get the plate's batch dim; with subsampling, their log
     /// densities are scaled by `size / subsample_size`.
+    ///
+    /// Errors ([`PplError::InvalidConfig`], naming the plate): a plate of the same name
+    /// already active, a non-negative or already used `dim`, a `subsample_size` outside
+    /// `1..=size`, subsample indices that are not a vector or more than `size`. With
+    /// validation on ([`crate::validation`]), also explicit or replayed subsample indices
+    /// that are negative, not integers, `>= size`, or repeated (each names the index, its
+    /// position and the size).
     pub fn plate_enter(
         &mut self,
         name: impl Into<SiteName>,
@@ -470,6 +504,7 @@ impl Ctx {
                         ),
                     ));
                 }
+                check_subsample_indices(&name, size, idx, "subsample")?;
                 Some(idx.to_dtype(DType::U32)?)
             }
             (None, Some(m)) if m > size || m == 0 => {
@@ -493,6 +528,7 @@ impl Ctx {
                         ),
                     ));
                 }
+                check_subsample_indices(&name, size, &idx, "replayed subsample")?;
                 Some(idx.to_dtype(DType::U32)?)
             }
             _ => None,
@@ -586,6 +622,38 @@ fn check_input(msg: &Message, data: &Tensor) -> Result<()> {
             data.device().location(),
             data.dims()
         )));
+    }
+    Ok(())
+}
+
+/// Checks (with validation on) that the subsample indices `idx` of plate `name` are distinct
+/// integers in `0..size`; `what` says where they came from.
+fn check_subsample_indices(name: &SiteName, size: usize, idx: &Tensor, what: &str) -> Result<()> {
+    if !crate::validation::is_enabled() {
+        return Ok(());
+    }
+    let host = crate::tensor::host_f64(idx)?;
+    let mut seen: std::collections::HashMap<u64, usize> =
+        std::collections::HashMap::with_capacity(host.len());
+    for (pos, &v) in host.iter().enumerate() {
+        if !(v >= 0.0 && v < size as f64 && v.fract() == 0.0) {
+            return Err(PplError::config(
+                "plate",
+                format!(
+                    "plate `{name}`: {what} index {v} at position {pos} is out of range for \
+                     size {size} (indices must be integers in 0..{size})"
+                ),
+            ));
+        }
+        if let Some(first) = seen.insert(v as u64, pos) {
+            return Err(PplError::config(
+                "plate",
+                format!(
+                    "plate `{name}`: {what} index {v} is repeated (positions {first} and {pos}; \
+                     plate size {size}); indices must be distinct"
+                ),
+            ));
+        }
     }
     Ok(())
 }

@@ -189,6 +189,76 @@ fn von_mises_fits_its_cdf() {
     ks("VonMises", &samples, &cdf);
 }
 
+/// The VonMises(μ, κ) CDF on [-π, π] by the trapezoid rule on a fine grid of the
+/// normalised density (`exp(κ(cos(x - μ) - 1))`, which cannot overflow).
+fn von_mises_cdf(mu: f64, kappa: f64) -> impl Fn(f64) -> f64 {
+    let grid = 200_000;
+    let pi = std::f64::consts::PI;
+    let xs: Vec<f64> = (0..=grid)
+        .map(|i| -pi + 2.0 * pi * i as f64 / grid as f64)
+        .collect();
+    let dens: Vec<f64> = xs
+        .iter()
+        .map(|x| (kappa * ((x - mu).cos() - 1.0)).exp())
+        .collect();
+    let mut cum = vec![0.0; grid + 1];
+    for i in 1..=grid {
+        cum[i] = cum[i - 1] + 0.5 * (dens[i] + dens[i - 1]) * (xs[i] - xs[i - 1]);
+    }
+    let total = cum[grid];
+    move |x: f64| {
+        let pos = ((x + pi) / (2.0 * pi) * grid as f64).clamp(0.0, grid as f64 - 1.0);
+        let i = pos.floor() as usize;
+        (cum[i] + (pos - i as f64) * (cum[i + 1] - cum[i])) / total
+    }
+}
+
+/// Issue 11: for κ around 1e-8 Best & Fisher's ρ rounded to 0 and sampling never returned.
+/// Small concentrations tend to the uniform on the circle; every κ fits its exact CDF.
+#[test]
+fn von_mises_samples_small_and_large_concentrations() {
+    let pi = std::f64::consts::PI;
+    for (i, &(mu, kappa)) in [
+        (0.3, 1e-8),
+        (0.0, 3e-8),
+        (-1.0, 1e-6),
+        (0.5, 1e-3),
+        (2.0, 1.0),
+        (-0.4, 500.0),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let d = VonMises::new(&sc(mu), &sc(kappa)).unwrap();
+        let xs = draw(&d, 40 + i as u64);
+        assert!(
+            xs.iter().all(|x| x.is_finite() && x.abs() <= pi),
+            "κ = {kappa}"
+        );
+        ks(
+            &format!("VonMises(κ = {kappa})"),
+            &xs,
+            &von_mises_cdf(mu, kappa),
+        );
+        if kappa <= 1e-6 {
+            // Against the uniform on the circle directly: its CDF differs from the exact
+            // one by less than κ, far below the KS threshold (0.03).
+            ks(&format!("VonMises(κ = {kappa}) vs uniform"), &xs, &|x| {
+                (x + pi) / (2.0 * pi)
+            });
+            // Moments of the uniform: E cos = E sin = 0 (sd 1/√(2N) = 0.011; 4.5 sd).
+            let n = xs.len() as f64;
+            let c = xs.iter().map(|x| x.cos()).sum::<f64>() / n;
+            let s = xs.iter().map(|x| x.sin()).sum::<f64>() / n;
+            let tol = 4.5 / (2.0 * n).sqrt();
+            assert!(
+                c.abs() < tol && s.abs() < tol,
+                "κ = {kappa}: E cos {c}, E sin {s}"
+            );
+        }
+    }
+}
+
 /// Pearson chi-square on bins `0..kmax` plus a tail bin; 0.1% critical value.
 fn chi_square(name: &str, xs: &[f64], pmf: &dyn Fn(u64) -> f64, kmax: u64) {
     let mut counts = vec![0.0; kmax as usize + 1];
@@ -721,4 +791,90 @@ fn same_seed_is_bit_identical_across_thread_counts() {
             .unwrap_or_else(|| panic!("child printed no digest: {text}"))
     };
     assert_eq!(run("1"), run("2"));
+}
+
+/// Sample mean and variance of `xs` against `mean` and `var` within 4.5 standard errors
+/// (the variance's standard error from the fourth moment of a normal: var·√(2/n)).
+fn check_large_moments(name: &str, xs: &[f64], mean: f64, var: f64) {
+    assert!(
+        xs.iter().all(|x| x.is_finite() && *x >= 0.0),
+        "{name}: {:?}",
+        &xs[..4]
+    );
+    // Deviations from the target mean first: summing raw values of 1e30 would round away
+    // more than the standard error.
+    let n = xs.len() as f64;
+    let dev: Vec<f64> = xs.iter().map(|x| x - mean).collect();
+    let dm = dev.iter().sum::<f64>() / n;
+    let v = dev.iter().map(|d| (d - dm).powi(2)).sum::<f64>() / (n - 1.0);
+    assert!(
+        dm.abs() < 4.5 * (var / n).sqrt(),
+        "{name}: mean {mean} + {dm} vs {mean}"
+    );
+    assert!(
+        (v - var).abs() < 4.5 * var * (2.0 / n).sqrt(),
+        "{name}: variance {v} vs {var}"
+    );
+}
+
+/// Issue 11: Poisson with rate 1e20 sampled NaN; Binomial with a count beyond rand_distr's
+/// integer range saturated (or panicked). Large parameters sample with the right moments.
+#[test]
+fn discrete_samplers_handle_huge_parameters() {
+    for (i, rate) in [1e19, 1e20, 1e30].into_iter().enumerate() {
+        let d = Poisson::new(&sc(rate)).unwrap();
+        check_large_moments(
+            &format!("Poisson({rate})"),
+            &draw(&d, 60 + i as u64),
+            rate,
+            rate,
+        );
+    }
+    // f32 rates near the top of the f32 range stay finite.
+    let d = Poisson::new(&Tensor::new(3e38f32, &Device::Cpu).unwrap()).unwrap();
+    let xs = draw(&d, 59);
+    assert!(xs.iter().all(|x| x.is_finite()));
+    // Binomial: exact range, normal regime (p below and above 1/2), Poisson regime.
+    for (i, (n, p)) in [
+        (4e18, 0.3),
+        (1e20, 0.3),
+        (1e25, 0.999),
+        (1e30, 0.5),
+        (1e20, 1e-19),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let d = Binomial::from_probs(&sc(n), &sc(p)).unwrap();
+        let xs = draw(&d, 70 + i as u64);
+        assert!(xs.iter().all(|&x| x <= n), "Binomial({n}, {p}) above n");
+        let q = 1.0 - p;
+        let (mean, var) = (n * p, n * p.min(q) * p.max(q));
+        check_large_moments(&format!("Binomial({n}, {p})"), &xs, mean, var);
+    }
+    // Geometric with a tiny p samples finite counts with the right moments ...
+    // (mean 1/p within 4.5 standard errors √(1-p)/(p√N); the variance's standard error
+    // needs the fourth moment, so only the mean is checked here).
+    let p = 1e-150;
+    let d = Geometric::from_probs(&sc(p)).unwrap();
+    let xs = draw(&d, 80);
+    assert!(xs.iter().all(|x| x.is_finite() && *x >= 0.0));
+    let m = xs.iter().sum::<f64>() / xs.len() as f64;
+    assert!(
+        (m * p - 1.0).abs() < 4.5 / (xs.len() as f64).sqrt(),
+        "Geometric(1e-150): mean {m}"
+    );
+    // ... and one too small for the dtype is a typed error, not infinite counts.
+    let d = Geometric::from_logits(&sc(-720.0)).unwrap();
+    let e = d.sample(&mut PplRng::seed_from_u64(0), &[3]).unwrap_err();
+    assert!(
+        matches!(&e, PplError::InvalidParameter { family: "Geometric", param: "probs", reason } if reason.contains("too small to sample")),
+        "{e:?}"
+    );
+    let d = Geometric::from_probs(&Tensor::new(&[0.5f32, 1e-38], &Device::Cpu).unwrap()).unwrap();
+    let e = d.sample(&mut PplRng::seed_from_u64(0), &[3]).unwrap_err();
+    assert!(
+        matches!(&e, PplError::InvalidParameter { param: "probs", reason, .. } if reason.contains("at index [1]")),
+        "{e:?}"
+    );
 }

@@ -502,3 +502,132 @@ fn linalg_shape_errors() {
     assert_eq!(host(&cholesky(&a).unwrap()), vec![2.0, 0.0, 1.0, 3.0]);
     assert_eq!(host(&matvec(&l, &v(&[1.0, 2.0])).unwrap()), vec![2.0, 7.0]);
 }
+
+/// Issue 11: a non-symmetric covariance was accepted (only its lower triangle is read).
+#[test]
+fn mvn_from_covariance_rejects_asymmetry_beyond_a_relative_tolerance() {
+    let loc = t1(&[0.0, 0.0], F);
+    let bad = t(&[2.0, 0.5, 0.2, 1.0], &[2, 2], F);
+    invalid(
+        MultivariateNormal::from_covariance(&loc, &bad),
+        "MultivariateNormal",
+        "covariance_matrix",
+        "largest asymmetry |Σ[1][0] - Σ[0][1]| = |0.2 - 0.5|",
+    );
+    // A batch: the second matrix is the bad one, and its batch index is named.
+    let batch = t(&[2.0, 0.5, 0.5, 1.0, 2.0, 0.5, 0.2, 1.0], &[2, 2, 2], F);
+    invalid(
+        MultivariateNormal::from_covariance(&t(&[0.0; 4], &[2, 2], F), &batch),
+        "MultivariateNormal",
+        "covariance_matrix",
+        "at batch index [1]",
+    );
+    // Rounding-level asymmetry relative to the matrix scale is accepted, at any scale:
+    // 1e-9 relative passes in f64 (tolerance √ε ≈ 1.5e-8), 1e-7 relative fails.
+    for scale in [1e-6, 1.0, 1e8] {
+        let near = t(
+            &[2.0 * scale, 0.5 * scale, 0.5 * scale * (1.0 + 1e-9), scale],
+            &[2, 2],
+            F,
+        );
+        assert!(MultivariateNormal::from_covariance(&loc, &near).is_ok());
+        let off = t(
+            &[
+                2.0 * scale,
+                0.5 * scale,
+                0.5 * scale + 2.0 * scale * 1e-7,
+                scale,
+            ],
+            &[2, 2],
+            F,
+        );
+        assert!(MultivariateNormal::from_covariance(&loc, &off).is_err());
+    }
+    // f32: tolerance √ε_f32 ≈ 3.5e-4 relative.
+    let f32_near = t(&[2.0, 0.5, 0.5001, 1.0], &[2, 2], DType::F32);
+    assert!(MultivariateNormal::from_covariance(&t1(&[0.0, 0.0], DType::F32), &f32_near).is_ok());
+    // With validation off the check is skipped (the lower triangle is used, as documented).
+    let _off = ppl_core::validation::disable();
+    assert!(MultivariateNormal::from_covariance(&loc, &bad).is_ok());
+}
+
+fn config_error<T: std::fmt::Debug>(r: Result<T>, needles: &[&str]) {
+    match r {
+        Err(PplError::InvalidConfig { context, message }) => {
+            assert_eq!(context, "plate");
+            for n in needles {
+                assert!(message.contains(n), "`{message}` lacks `{n}`");
+            }
+        }
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+}
+
+/// Issue 11: explicit subsample indices were not checked against the plate size, nor for
+/// duplicates.
+#[test]
+fn plate_subsample_indices_are_checked() {
+    let mut ctx = Ctx::new(0);
+    let opts = |idx: &[u32]| PlateOpts {
+        subsample: Some(Tensor::new(idx, &Device::Cpu).unwrap()),
+        ..PlateOpts::default()
+    };
+    config_error(
+        ctx.plate("data", 5, opts(&[0, 7, 2]), |_, _| Ok(())),
+        &["plate `data`", "index 7 at position 1", "size 5"],
+    );
+    config_error(
+        ctx.plate("data", 5, opts(&[3, 1, 3]), |_, _| Ok(())),
+        &[
+            "plate `data`",
+            "index 3 is repeated",
+            "positions 0 and 2",
+            "size 5",
+        ],
+    );
+    let neg = PlateOpts {
+        subsample: Some(Tensor::new(&[1i64, -1], &Device::Cpu).unwrap()),
+        ..PlateOpts::default()
+    };
+    config_error(
+        ctx.plate("rows", 4, neg, |_, _| Ok(())),
+        &["plate `rows`", "index -1 at position 1", "size 4"],
+    );
+    // Valid indices (last one included) still work, and no plate was left active.
+    let got = ctx
+        .plate("data", 5, opts(&[4, 0, 2]), |_, g| g.indices())
+        .unwrap();
+    assert_eq!(got.to_vec1::<u32>().unwrap(), vec![4, 0, 2]);
+}
+
+/// Issue 11: `factor` with a NaN or +inf log weight was accepted and the log joint became
+/// NaN. -inf (a zero weight) stays legitimate.
+#[test]
+fn factor_rejects_nan_and_positive_infinity() {
+    for (bad, shown) in [(f64::NAN, "NaN"), (f64::INFINITY, "inf")] {
+        let mut ctx = Ctx::new(0);
+        let w = t1(&[0.0, -1.0, bad], F);
+        let r = ctx.plate("data", 3, PlateOpts::default(), |ctx, _| {
+            ctx.factor("penalty", &w)
+        });
+        match r {
+            Err(PplError::Site {
+                site,
+                plates,
+                message,
+            }) => {
+                assert_eq!(site, "penalty");
+                assert!(plates.contains("`data` (size 3)"), "{plates}");
+                assert!(
+                    message.contains(&format!("is {shown} at index [2]")),
+                    "{message}"
+                );
+            }
+            other => panic!("expected a site error, got {other:?}"),
+        }
+    }
+    let mut ctx = Ctx::new(0);
+    let w = t1(&[0.0, f64::NEG_INFINITY], F);
+    let trace = ctx.trace(|ctx| ctx.factor("zero_weight", &w)).unwrap().1;
+    assert_eq!(scalar(&trace.log_joint().unwrap()), f64::NEG_INFINITY);
+}

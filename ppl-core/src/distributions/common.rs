@@ -2,7 +2,7 @@
 
 use super::Distribution;
 use crate::constraints::Constraint;
-use crate::error::{shape_err, Result, ShapeFmt};
+use crate::error::{shape_err, PplError, Result, ShapeFmt};
 use crate::rng::{upload, PplRng};
 use crate::tensor::{broadcast_shapes, concat_shapes, host_f64, log_prob_shape};
 use crate::validation;
@@ -79,6 +79,57 @@ pub(crate) fn host_sample<const N: usize>(
         }
     }
     upload(out, &out_shape(sample_shape, batch, &[]), dtype, &device)
+}
+
+/// The largest finite value of a floating dtype (f64's for the others, which are
+/// converted through f64 anyway).
+pub(crate) fn dtype_max(dtype: DType) -> f64 {
+    match dtype {
+        DType::F32 => f32::MAX as f64,
+        DType::F16 => 65504.0,
+        DType::BF16 => 3.3895313892515355e38,
+        _ => f64::MAX,
+    }
+}
+
+/// [`host_sample`] for the discrete families, whose draws must be finite counts: a draw
+/// that is NaN, infinite or beyond the largest value of the parameters' dtype is a
+/// [`PplError::InvalidParameter`] of `family`'s `param` naming the batch index and the
+/// parameter values, never a NaN in the sample.
+pub(crate) fn host_sample_finite<const N: usize>(
+    family: &'static str,
+    param: &'static str,
+    rng: &mut PplRng,
+    params: [&Tensor; N],
+    batch: &[usize],
+    sample_shape: &[usize],
+    mut draw: impl FnMut(&mut PplRng, [f64; N]) -> f64,
+) -> Result<Tensor> {
+    let max = dtype_max(params[0].dtype());
+    let mut bad: Option<(usize, [f64; N], f64)> = None;
+    let mut b = 0usize;
+    let nb: usize = batch.iter().product::<usize>().max(1);
+    let t = host_sample(rng, params, batch, sample_shape, |r, p| {
+        let x = draw(r, p);
+        if bad.is_none() && !(x.is_finite() && x.abs() <= max) {
+            bad = Some((b % nb, p, x));
+        }
+        b += 1;
+        x
+    })?;
+    match bad {
+        None => Ok(t),
+        Some((i, p, x)) => Err(PplError::invalid_parameter(
+            family,
+            param,
+            format!(
+                "a draw at batch index {:?} is {x}, not a count representable in {:?} \
+                 (parameters there: {p:?})",
+                crate::tensor::unravel(i, batch),
+                params[0].dtype()
+            ),
+        )),
+    }
 }
 
 /// Smallest probability margin used when turning probabilities into logits.

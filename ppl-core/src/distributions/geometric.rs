@@ -1,5 +1,5 @@
 use super::common::{
-    binary_probs_logits, check_expand, common_methods, host_sample, prepare_value,
+    binary_probs_logits, check_expand, common_methods, dtype_max, host_sample_finite, prepare_value,
 };
 use super::{Distribution, DynDistribution};
 use crate::constraints::Constraint;
@@ -17,6 +17,12 @@ use std::sync::Arc;
 /// Mass: `P(k) = (1-p)ᵏ p`, computed as `-k softplus(l) - softplus(-l)` from the logits.
 /// Parameters: `probs` p in `(0, 1]` or `logits` l. Support: `{0, 1, 2, ...}`.
 /// Mean `(1-p)/p`, variance `(1-p)/p²`, entropy `H_Bernoulli(p) / p`. Not reparameterised.
+///
+/// Sampling is exact by inversion, `⌊ln u / ln(1-p)⌋`. Draws reach about `37.5/p` (u is at
+/// least 2⁻⁵⁴), so `sample` returns an [`InvalidParameter`](crate::PplError::InvalidParameter)
+/// error naming `probs` and the batch index where `37.5/p` would exceed the dtype's largest
+/// value (p below about 2e-307 in f64, 1.1e-37 in f32, e.g. logits below -705 in f64) rather
+/// than infinite counts; never NaN.
 ///
 /// ```
 /// use ppl_core::prelude::*;
@@ -75,7 +81,26 @@ impl Distribution for Geometric {
         false
     }
     fn sample(&self, rng: &mut PplRng, sample_shape: &[usize]) -> Result<Tensor> {
-        host_sample(
+        let max = dtype_max(self.probs.dtype());
+        let probs = host_f64(&self.probs)?;
+        // The largest draw is -ln(2⁻⁵⁴) / -ln(1 - p) ≤ 37.5 / -ln1p(-p).
+        if let Some(i) = probs.iter().position(|&p| 37.5 / -(-p).ln_1p() > max) {
+            return Err(PplError::invalid_parameter(
+                "Geometric",
+                "probs",
+                format!(
+                    "{} at index {:?} is too small to sample in {:?}: draws would reach {:e}, \
+                     beyond the largest value {max:e}",
+                    probs[i],
+                    unravel(i, self.probs.dims()),
+                    self.probs.dtype(),
+                    37.5 / -(-probs[i]).ln_1p()
+                ),
+            ));
+        }
+        host_sample_finite(
+            "Geometric",
+            "probs",
             rng,
             [&self.probs],
             &self.batch_shape,

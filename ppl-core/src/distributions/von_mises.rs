@@ -16,7 +16,10 @@ use std::sync::Arc;
 /// Parameters: `loc` μ real, `concentration` κ >= 0 (κ = 0 is uniform on the circle).
 /// Support: `[-π, π]`. `mean` is μ (the circular mean); `variance` is the circular
 /// variance `1 - I₁(κ)/I₀(κ)`. Entropy `ln(2π I₀(κ)) - κ I₁(κ)/I₀(κ)`. Sampling uses Best &
-/// Fisher's (1979) rejection scheme on the host; not reparameterised. `ln I₀` and `ln I₁`
+/// Fisher's (1979) rejection scheme on the host (its constant ρ computed without
+/// cancellation, so small concentrations sample too); κ below 1e-16 draws from the uniform
+/// on the circle (total-variation error below κ) and κ above 1e6 from `N(μ, 1/κ)` wrapped
+/// (error O(1/κ)). Not reparameterised. `ln I₀` and `ln I₁`
 /// come from [`log_bessel_i0`] (relative accuracy about 5e-7).
 ///
 /// ```
@@ -59,16 +62,31 @@ impl VonMises {
     }
 }
 
+/// Below this concentration a draw is uniform on the circle: the total-variation distance
+/// between VonMises(μ, κ) and the uniform is below κ, under the resolution of the draws.
+const UNIFORM_BELOW: f64 = 1e-16;
+/// Above this concentration a draw is `N(0, 1/κ)` (error O(1/κ) in the CDF).
+const NORMAL_ABOVE: f64 = 1e6;
+
+/// Best & Fisher's `ρ = (τ - √(2τ)) / (2κ)` with `τ = 1 + √(1 + 4κ²)`, written without the
+/// cancellation of `τ - √(2τ)` (which rounds to 0 for κ below about 1e-8 and loses all
+/// accuracy well above that): `τ - 2 = 4κ² / (s + 1)` with `s = √(1 + 4κ²)`, so
+/// `ρ = 2κτ / ((s + 1)(τ + √(2τ)))`.
+fn best_fisher_rho(kappa: f64) -> f64 {
+    let s = (1.0 + 4.0 * kappa * kappa).sqrt();
+    let tau = 1.0 + s;
+    2.0 * kappa * tau / ((s + 1.0) * (tau + (2.0 * tau).sqrt()))
+}
+
 /// One draw from VonMises(0, κ) by Best & Fisher's algorithm.
 fn best_fisher(rng: &mut PplRng, kappa: f64) -> f64 {
-    if kappa < 1e-8 {
+    if kappa < UNIFORM_BELOW {
         return PI * (2.0 * rng.uniform_open() - 1.0);
     }
-    if kappa > 1e6 {
+    if kappa > NORMAL_ABOVE {
         return rng.standard_normal() / kappa.sqrt();
     }
-    let tau = 1.0 + (1.0 + 4.0 * kappa * kappa).sqrt();
-    let rho = (tau - (2.0 * tau).sqrt()) / (2.0 * kappa);
+    let rho = best_fisher_rho(kappa);
     let r = (1.0 + rho * rho) / (2.0 * rho);
     loop {
         let u1 = rng.uniform_open();
