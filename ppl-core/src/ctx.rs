@@ -633,27 +633,38 @@ fn check_subsample_indices(name: &SiteName, size: usize, idx: &Tensor, what: &st
         return Ok(());
     }
     let host = crate::tensor::host_f64(idx)?;
-    let mut seen: std::collections::HashMap<u64, usize> =
-        std::collections::HashMap::with_capacity(host.len());
-    for (pos, &v) in host.iter().enumerate() {
-        if !(v >= 0.0 && v < size as f64 && v.fract() == 0.0) {
-            return Err(PplError::config(
-                "plate",
-                format!(
-                    "plate `{name}`: {what} index {v} at position {pos} is out of range for \
-                     size {size} (indices must be integers in 0..{size})"
-                ),
-            ));
+    if let Some((pos, &v)) = host
+        .iter()
+        .enumerate()
+        .find(|(_, &v)| !(v >= 0.0 && v < size as f64 && v.fract() == 0.0))
+    {
+        return Err(PplError::config(
+            "plate",
+            format!(
+                "plate `{name}`: {what} index {v} at position {pos} is out of range for \
+                 size {size} (indices must be integers in 0..{size})"
+            ),
+        ));
+    }
+    // Duplicates: sort (index, position) pairs; no allocation proportional to the plate.
+    let mut sorted: Vec<(u64, usize)> = host
+        .iter()
+        .enumerate()
+        .map(|(p, &v)| (v as u64, p))
+        .collect();
+    sorted.sort_unstable();
+    if let Some(w) = sorted.windows(2).find(|w| w[0].0 == w[1].0) {
+        let (v, mut a, mut b) = (w[0].0, w[0].1, w[1].1);
+        if a > b {
+            std::mem::swap(&mut a, &mut b);
         }
-        if let Some(first) = seen.insert(v as u64, pos) {
-            return Err(PplError::config(
-                "plate",
-                format!(
-                    "plate `{name}`: {what} index {v} is repeated (positions {first} and {pos}; \
-                     plate size {size}); indices must be distinct"
-                ),
-            ));
-        }
+        return Err(PplError::config(
+            "plate",
+            format!(
+                "plate `{name}`: {what} index {v} is repeated (positions {a} and {b}; \
+                 plate size {size}); indices must be distinct"
+            ),
+        ));
     }
     Ok(())
 }
