@@ -57,6 +57,7 @@ fn encode(c: &Constraint) -> Option<String> {
     Some(match c {
         Constraint::Real => "real".into(),
         Constraint::Positive => "positive".into(),
+        Constraint::NonNegative => "non_negative".into(),
         Constraint::UnitInterval => "unit_interval".into(),
         Constraint::Simplex => "simplex".into(),
         Constraint::LowerCholesky => "lower_cholesky".into(),
@@ -73,6 +74,7 @@ fn decode(s: &str) -> Option<Constraint> {
     Some(match head {
         "real" => Constraint::Real,
         "positive" => Constraint::Positive,
+        "non_negative" => Constraint::NonNegative,
         "unit_interval" => Constraint::UnitInterval,
         "simplex" => Constraint::Simplex,
         "lower_cholesky" => Constraint::LowerCholesky,
@@ -160,7 +162,7 @@ impl ParamStore {
                 name,
                 format!(
                     "constraint `{}` is not supported for parameters (use real, positive, \
-                     unit interval, interval, greater than, simplex or lower Cholesky)",
+                     non-negative, unit interval, interval, greater than, simplex or lower Cholesky)",
                     constraint.describe()
                 ),
             ));

@@ -4,15 +4,32 @@ use crate::error::Result;
 use candle_core::Tensor;
 
 /// `y = a + exp(x)`, onto `(a, ∞)`; `log |dy/dx| = x`.
+///
+/// Also the bijection for a non-negative support `[0, ∞)` (HalfNormal, Exponential), as in
+/// Pyro: `exp` reaches every point but 0, a set of measure zero, so densities and
+/// expectations are unchanged ([`ExpTransform::non_negative`] reports that codomain).
 #[derive(Debug, Clone, Copy)]
 pub struct ExpTransform {
     lower: f64,
+    non_negative: bool,
 }
 
 impl ExpTransform {
     /// Onto `(lower, ∞)`.
     pub fn new(lower: f64) -> Self {
-        ExpTransform { lower }
+        ExpTransform {
+            lower,
+            non_negative: false,
+        }
+    }
+
+    /// `y = exp(x)` for a non-negative support; its codomain is
+    /// [`Constraint::NonNegative`], so a guide built with it has the model's support.
+    pub fn non_negative() -> Self {
+        ExpTransform {
+            lower: 0.0,
+            non_negative: true,
+        }
     }
 }
 
@@ -37,7 +54,9 @@ impl Transform for ExpTransform {
         Ok(x.clone())
     }
     fn codomain(&self) -> Constraint {
-        if self.lower == 0.0 {
+        if self.non_negative {
+            Constraint::NonNegative
+        } else if self.lower == 0.0 {
             Constraint::Positive
         } else {
             Constraint::GreaterThan(self.lower)

@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | real | identity | same |
 //! | positive, greater than `a` | `a + exp(x)` | same |
+//! | non-negative | `exp(x)` (misses only 0, a null set) | same |
 //! | unit interval, interval `[a, b]` | `a + (b − a)·sigmoid(x)` | same |
 //! | simplex (K) | stick-breaking | K − 1 |
 //! | lower Cholesky (n×n) | strict lower part of `x` + `diag(exp(diag x))` | n×n |
@@ -63,6 +64,7 @@ pub fn biject_to(constraint: &Constraint) -> Result<Arc<dyn Transform>> {
     Ok(match constraint {
         Constraint::Real | Constraint::RealVector => Arc::new(IdentityTransform),
         Constraint::Positive => Arc::new(ExpTransform::new(0.0)),
+        Constraint::NonNegative => Arc::new(ExpTransform::non_negative()),
         Constraint::GreaterThan(a) => Arc::new(ExpTransform::new(*a)),
         Constraint::UnitInterval => Arc::new(IntervalTransform::new(0.0, 1.0)?),
         Constraint::Interval(a, b) => Arc::new(IntervalTransform::new(*a, *b)?),
