@@ -20,6 +20,10 @@ pub fn best_device() -> Result<Device> {
 }
 
 /// A device chosen by name: `"cpu"`, `"cuda"` (device 0) or `"cuda:N"`.
+///
+/// Errors ([`PplError::InvalidConfig`]): an unknown name; `cuda` in a build without this
+/// library's `cuda` feature (the message says to build with `--features cuda` on `ppl`);
+/// a CUDA device that cannot be opened (the message names it and gives candle's reason).
 pub fn device_from_name(name: &str) -> Result<Device> {
     match name {
         "cpu" => Ok(Device::Cpu),
@@ -33,11 +37,33 @@ pub fn device_from_name(name: &str) -> Result<Device> {
                 })?,
                 None => 0,
             };
-            Ok(Device::new_cuda(ordinal)?)
+            cuda(name, ordinal)
         }
         _ => Err(PplError::config(
             "device_from_name",
             format!("unknown device `{name}`: expected cpu, cuda or cuda:N"),
         )),
     }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda(name: &str, ordinal: usize) -> Result<Device> {
+    Device::new_cuda(ordinal).map_err(|e| {
+        PplError::config(
+            "device_from_name",
+            format!("cannot open CUDA device {ordinal} (`{name}`): {e}"),
+        )
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda(name: &str, _ordinal: usize) -> Result<Device> {
+    Err(PplError::config(
+        "device_from_name",
+        format!(
+            "device `{name}` asked for, but this build has no CUDA support: enable the `cuda` \
+             feature of this library (`cargo build --features cuda` on the `ppl` crate, or \
+             `ppl = {{ version = \"...\", features = [\"cuda\"] }}` in Cargo.toml)"
+        ),
+    ))
 }

@@ -11,6 +11,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 const FORMAT_KEY: &str = "ppl.format";
 const FORMAT: &str = "ppl-params-1";
 const CONSTRAINT_PREFIX: &str = "ppl.constraint.";
+const CHECKSUM_PREFIX: &str = "ppl.fnv1a64.";
+
+/// 64-bit FNV-1a of `bytes` (the checksum files carry per tensor).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
 
 /// Learnable parameters by path.
 ///
@@ -317,6 +328,66 @@ impl ParamStore {
         Ok(())
     }
 
+    /// Checks that `tensors` (with the constraints recorded in `meta`, as
+    /// [`ParamStore::export`] writes them) hold exactly the store's parameters: the same
+    /// names, shapes and constraints. An empty store matches anything. Otherwise every
+    /// difference is listed in one [`PplError::File`] about `path`: parameters missing from
+    /// the file, extra ones in it, other shapes, other constraints.
+    pub fn check_matches(
+        &self,
+        tensors: &HashMap<String, Tensor>,
+        meta: &HashMap<String, String>,
+        path: &Path,
+    ) -> Result<()> {
+        let vars = self.vars();
+        if vars.is_empty() {
+            return Ok(());
+        }
+        let source = path.display();
+        let mut diffs = Vec::new();
+        for (name, v) in &vars {
+            let Some(t) = tensors.get(name) else {
+                diffs.push(format!("missing `{name}` (in the store, not in the file)"));
+                continue;
+            };
+            if v.dims() != t.dims() {
+                diffs.push(format!(
+                    "`{name}`: {source} holds shape {:?} but the store has shape {:?}",
+                    t.dims(),
+                    v.dims()
+                ));
+            }
+            let file_c = meta
+                .get(&format!("{CONSTRAINT_PREFIX}{name}"))
+                .cloned()
+                .unwrap_or_else(|| "real".into());
+            let have = encode(&self.constraint_of(name)).unwrap_or_default();
+            if file_c != have {
+                diffs.push(format!(
+                    "`{name}`: constraint `{file_c}` in the file but `{have}` in the store"
+                ));
+            }
+        }
+        let mut extra: Vec<&String> = tensors
+            .keys()
+            .filter(|n| !vars.iter().any(|(k, _)| k == *n))
+            .collect();
+        extra.sort();
+        for name in extra {
+            diffs.push(format!("extra `{name}` (in the file, not in the store)"));
+        }
+        if diffs.is_empty() {
+            return Ok(());
+        }
+        Err(PplError::file(
+            path,
+            format!(
+                "its parameters do not match the parameter store (another model?): {}",
+                diffs.join("; ")
+            ),
+        ))
+    }
+
     /// Writes every parameter to a safetensors file, atomically (temporary file in the
     /// same directory, then rename).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
@@ -341,12 +412,21 @@ impl ParamStore {
     }
 }
 
-/// Serialises tensors and string metadata as safetensors and writes them atomically.
+/// Serialises tensors and string metadata as safetensors and writes them atomically, with
+/// a 64-bit FNV-1a checksum of each tensor's data in the metadata (verified by
+/// [`read_safetensors`]).
 pub fn write_safetensors(
     path: &Path,
     tensors: Vec<(String, Tensor)>,
-    meta: HashMap<String, String>,
+    mut meta: HashMap<String, String>,
 ) -> Result<()> {
+    for (name, t) in &tensors {
+        let data = safetensors::View::data(t);
+        meta.insert(
+            format!("{CHECKSUM_PREFIX}{name}"),
+            format!("{:016x}", fnv1a64(&data)),
+        );
+    }
     let bytes = safetensors::tensor::serialize(tensors, Some(meta))
         .map_err(|e| PplError::file_io(path, "cannot serialise tensors", e))?;
     atomic_write(path, &bytes)
@@ -354,15 +434,44 @@ pub fn write_safetensors(
 
 /// Reads a safetensors file onto `device`: its tensors and its metadata. Unreadable,
 /// truncated or corrupt files give [`PplError::FileIo`] with the underlying I/O,
-/// safetensors or candle error as its source.
+/// safetensors or candle error as its source. Each tensor's data is checked against the
+/// checksum [`write_safetensors`] recorded: a mismatch (corrupted bytes), or a tensor
+/// without a checksum in a file written by this library (`ppl.format` metadata), is a
+/// [`PplError::File`] naming the tensor. The checksum entries are not returned.
 pub fn read_safetensors(
     path: &Path,
     device: &Device,
 ) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(|e| PplError::file_io(path, "cannot read", e))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| PplError::file_io(path, "not a valid safetensors file", e))?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| PplError::file_io(path, "not a valid safetensors file", e))?;
-    let meta = meta.metadata().clone().unwrap_or_default();
+    let mut meta = meta.metadata().clone().unwrap_or_default();
+    let ours = meta.get(FORMAT_KEY).is_some_and(|f| f.starts_with("ppl-"));
+    for (name, view) in st.tensors() {
+        match meta.remove(&format!("{CHECKSUM_PREFIX}{name}")) {
+            Some(want) => {
+                let got = format!("{:016x}", fnv1a64(view.data()));
+                if got != want {
+                    return Err(PplError::file(
+                        path,
+                        format!(
+                            "tensor `{name}` is corrupted: its data has checksum {got}, the \
+                             file recorded {want}"
+                        ),
+                    ));
+                }
+            }
+            None if ours => {
+                return Err(PplError::file(
+                    path,
+                    format!("tensor `{name}` has no checksum (`{CHECKSUM_PREFIX}{name}`)"),
+                ))
+            }
+            None => {}
+        }
+    }
     let tensors = candle_core::safetensors::load_buffer(&bytes, device)
         .map_err(|e| PplError::file_io(path, "corrupt tensor data", e))?;
     Ok((tensors, meta))

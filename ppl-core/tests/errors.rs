@@ -220,3 +220,74 @@ fn settings_are_config_errors() {
     );
     assert!(e.to_string().contains("dim must be negative, got 1"), "{e}");
 }
+
+/// KL between distributions whose batch shapes do not broadcast names both families, both
+/// shapes and "KL" (it was a raw candle shape error).
+#[test]
+fn kl_with_batch_shapes_that_do_not_broadcast_names_families_and_shapes() {
+    let p = Normal::new(&t1(&[0.0, 1.0, 2.0], DType::F64), &s(1.0)).unwrap();
+    let q = Normal::new(&t1(&[0.0, 1.0], DType::F64), &s(1.0)).unwrap();
+    let e = kl_divergence(&p, &q).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, PplError::Shape { .. }), "{msg}");
+    assert!(
+        msg.contains("KL(Normal ‖ Normal)") && msg.contains("[3]") && msg.contains("[2]"),
+        "{msg}"
+    );
+    let e = kl_divergence(&p.clone().to_event(1).unwrap(), &q.to_event(1).unwrap()).unwrap_err();
+    // Independent wrappers with equal (empty) batch shapes: the base pair is named
+    let msg = e.to_string();
+    assert!(
+        msg.contains("KL(Normal ‖ Normal)") && msg.contains("[3] and [2]"),
+        "{msg}"
+    );
+}
+
+/// A guide value of another dtype than the model's distribution, replayed into the model:
+/// a guide mismatch naming the site and both dtypes.
+#[test]
+fn a_guide_value_of_another_dtype_names_the_site_and_both_dtypes() {
+    use ppl_core::handlers::Replay;
+    let mut ctx = Ctx::new(0);
+    let (_, guide) = ctx
+        .trace(|ctx| {
+            let loc = Tensor::new(0.0f32, &Device::Cpu)?;
+            let sd = Tensor::new(1.0f32, &Device::Cpu)?;
+            ctx.sample("w", Normal::new(&loc, &sd)?)
+        })
+        .unwrap();
+    let e = ctx
+        .trace(|ctx| {
+            ctx.handle(Replay::new(&guide), |ctx| {
+                let w = ctx.sample("w", Normal::new(&s(0.0), &s(1.0))?)?;
+                ctx.observe("x", Normal::new(&w, &s(1.0))?, &s(0.5))
+            })
+        })
+        .and_then(|(_, tr)| tr.log_joint())
+        .unwrap_err();
+    let msg = e.to_string();
+    assert_eq!(e.site_name(), Some("w"), "{msg}");
+    assert!(
+        msg.contains("guide's (replayed) value has dtype F32")
+            && msg.contains("model's Normal distribution has dtype F64"),
+        "{msg}"
+    );
+}
+
+/// Asking for CUDA in a build without the feature says which feature to enable.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_without_the_feature_says_which_feature_to_enable() {
+    for name in ["cuda", "cuda:1"] {
+        let e = ppl_core::device_from_name(name).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, PplError::InvalidConfig { .. }), "{msg}");
+        assert!(
+            msg.contains("`cuda` feature")
+                && msg.contains("--features cuda")
+                && msg.contains("`ppl`"),
+            "{msg}"
+        );
+    }
+    assert!(ppl_core::best_device().unwrap().is_cpu());
+}

@@ -7,7 +7,7 @@ use super::{
 use crate::error::{shape_err, PplError, Result};
 use crate::linalg::solve_lower_triangular;
 use crate::special::{digamma, lgamma, log_beta, softplus};
-use crate::tensor::sum_rightmost;
+use crate::tensor::{broadcast_shapes, sum_rightmost};
 use candle_core::{Tensor, D};
 
 /// The analytic KL divergence `KL(p ‖ q)`, of the broadcast batch shape of `p` and `q`.
@@ -16,7 +16,8 @@ use candle_core::{Tensor, D};
 /// Bernoulli–Bernoulli, Categorical–Categorical, OneHotCategorical–OneHotCategorical,
 /// Gamma–Gamma, Beta–Beta and Dirichlet–Dirichlet, and for `Independent` wrappers of any of
 /// these with the same number of reinterpreted dims (the base KL summed over those dims).
-/// Any other pair is a [`PplError::NoAnalyticKl`] naming both families.
+/// Any other pair is a [`PplError::NoAnalyticKl`] naming both families. Batch shapes that do
+/// not broadcast are a [`PplError::Shape`] naming both families and shapes.
 ///
 /// ```
 /// use ppl_core::prelude::*;
@@ -29,6 +30,18 @@ use candle_core::{Tensor, D};
 /// # Ok(()) }
 /// ```
 pub fn kl_divergence(p: &dyn Distribution, q: &dyn Distribution) -> Result<Tensor> {
+    if broadcast_shapes(p.batch_shape(), q.batch_shape()).is_none() {
+        return Err(shape_err(
+            "kl_divergence",
+            format!(
+                "KL({} ‖ {}): batch shapes {:?} and {:?} do not broadcast",
+                describe(p),
+                describe(q),
+                p.batch_shape(),
+                q.batch_shape()
+            ),
+        ));
+    }
     let (pa, qa) = (p.as_any(), q.as_any());
     if let (Some(p), Some(q)) = (
         pa.downcast_ref::<Independent>(),

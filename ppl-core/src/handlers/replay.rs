@@ -1,5 +1,5 @@
 use super::Handler;
-use crate::error::Result;
+use crate::error::{PplError, Result};
 use crate::message::Message;
 use crate::site::{SiteKind, SiteName};
 use crate::trace::Trace;
@@ -11,7 +11,9 @@ use std::collections::HashMap;
 /// subsample indices the trace's indices (so the model sees the guide's minibatch), and an
 /// input ([`Ctx::input`](crate::ctx::Ctx::input)) the trace's input value (so the model
 /// reads the data the guide read). Observed sites keep their data; sites absent from the
-/// trace, or present with another role, are sampled as usual.
+/// trace, or present with another role, are sampled as usual. A latent whose replayed
+/// floating-point value has another dtype than the model's distribution is a
+/// [`PplError::GuideMismatch`] naming the site and both dtypes.
 #[derive(Debug, Clone)]
 pub struct Replay {
     values: HashMap<SiteName, (SiteKind, Tensor)>,
@@ -35,6 +37,21 @@ impl Handler for Replay {
         if msg.is_latent() || matches!(msg.kind, SiteKind::Subsample | SiteKind::Input) {
             if let Some((kind, v)) = self.values.get(&msg.name) {
                 if *kind == msg.kind {
+                    if let Some(d) = msg.dist.as_ref().filter(|_| msg.kind == SiteKind::Sample) {
+                        if v.dtype().is_float() && v.dtype() != d.dtype() {
+                            return Err(PplError::guide_mismatch(
+                                &msg.name,
+                                format!(
+                                    "the guide's (replayed) value has dtype {:?} where the \
+                                     model's {} distribution has dtype {:?}; use one dtype in \
+                                     model and guide",
+                                    v.dtype(),
+                                    d.family(),
+                                    d.dtype()
+                                ),
+                            ));
+                        }
+                    }
                     msg.value = Some(v.clone());
                 }
             }

@@ -103,8 +103,12 @@ pub fn save_checkpoint(
 
 /// Restores a checkpoint written by [`save_checkpoint`] into `ctx` (parameters, RNG),
 /// `trainer` (free variables, optimiser states, step count) and `engine` (its state).
-/// Returns the trainer's step count. A corrupt or truncated file, or one written by
-/// another engine or with other parameter groups, is a typed error and changes nothing.
+/// Returns the trainer's step count. A corrupt or truncated file (every tensor's checksum
+/// is verified), one written by another engine or with other parameter groups, one whose
+/// parameters differ from those of a non-empty store (names, shapes, constraints: every
+/// difference is named; an empty store takes the file's parameters), or one whose
+/// optimiser state does not fit its group's variables (shape or dtype) is a typed error
+/// and changes nothing.
 pub fn load_checkpoint(
     path: impl AsRef<Path>,
     ctx: &mut Ctx,
@@ -173,6 +177,59 @@ pub fn load_checkpoint(
             free[i].insert(n, t);
         } else {
             return Err(corrupt(path, format!("unexpected tensor `{name}`")));
+        }
+    }
+    // A non-empty store must hold exactly the file's parameters (same names, shapes and
+    // constraints); an empty one (a fresh context) takes them all.
+    ctx.params().check_matches(&params, &meta, path)?;
+    // Optimiser states: each state tensor `<slot>/<variable>` belongs to a variable of its
+    // group and has that variable's shape and dtype.
+    let store_vars: HashMap<String, candle_core::Var> = ctx.params().vars().into_iter().collect();
+    let mut layout: Vec<HashMap<&str, (Vec<usize>, candle_core::DType)>> =
+        vec![HashMap::new(); names.len()];
+    for (n, t) in &params {
+        if let Some(i) = super::group::owner(trainer.groups(), n)? {
+            let dtype = store_vars.get(n).map_or(t.dtype(), |v| v.dtype());
+            layout[i].insert(n.as_str(), (t.dims().to_vec(), dtype));
+        }
+    }
+    for (i, g) in trainer.groups().iter().enumerate() {
+        if let super::group::Select::Free(vars) = &g.select {
+            for (n, v) in vars {
+                layout[i].insert(n.as_str(), (v.dims().to_vec(), v.dtype()));
+            }
+        }
+    }
+    for ((g, state), vars) in trainer.groups().iter().zip(&optim).zip(&layout) {
+        let mut keys: Vec<&String> = state.keys().collect();
+        keys.sort();
+        for key in keys {
+            let t = &state[key];
+            let var = key.split_once('/').map(|(_, v)| v).unwrap_or(key);
+            let Some((dims, dtype)) = vars.get(var) else {
+                return Err(corrupt(
+                    path,
+                    format!(
+                        "optimiser state `{key}` of group `{}` is for variable `{var}`, which \
+                         the group does not have",
+                        g.name
+                    ),
+                ));
+            };
+            if t.dims() != dims.as_slice() || t.dtype() != *dtype {
+                return Err(corrupt(
+                    path,
+                    format!(
+                        "optimiser state `{key}` of group `{}` is {:?} {:?} in the file, but \
+                         variable `{var}` is {:?} {:?}",
+                        g.name,
+                        t.dtype(),
+                        t.dims(),
+                        dtype,
+                        dims
+                    ),
+                ));
+            }
         }
     }
     // Free variables: the same names and shapes as the trainer's, checked before anything

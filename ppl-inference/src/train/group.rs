@@ -143,6 +143,30 @@ impl ParamGroup {
     }
 }
 
+/// The group that owns store parameter `name`: the prefix group whose prefixes match it,
+/// else the `Rest` group, else none; matching two prefix groups is an error.
+pub(crate) fn owner(groups: &[ParamGroup], name: &str) -> Result<Option<usize>> {
+    let mut owner: Option<usize> = None;
+    for (i, g) in groups.iter().enumerate() {
+        if let Select::Prefixes(p) = &g.select {
+            if p.iter().any(|p| name.starts_with(p.as_str())) {
+                if let Some(j) = owner {
+                    return Err(PplError::config(
+                        "Trainer",
+                        format!(
+                            "parameter `{name}` matches the prefixes of groups `{}` and `{}`; \
+                             give each parameter one group",
+                            groups[j].name, g.name
+                        ),
+                    ));
+                }
+                owner = Some(i);
+            }
+        }
+    }
+    Ok(owner.or_else(|| groups.iter().position(|g| matches!(g.select, Select::Rest))))
+}
+
 /// Splits the store's variables (sorted by name) among `groups`: one list per group.
 pub(crate) fn assign(
     groups: &[ParamGroup],
@@ -155,27 +179,8 @@ pub(crate) fn assign(
             _ => Vec::new(),
         })
         .collect();
-    let rest = groups.iter().position(|g| matches!(g.select, Select::Rest));
     for (name, var) in store {
-        let mut owner: Option<usize> = None;
-        for (i, g) in groups.iter().enumerate() {
-            if let Select::Prefixes(p) = &g.select {
-                if p.iter().any(|p| name.starts_with(p.as_str())) {
-                    if let Some(j) = owner {
-                        return Err(PplError::config(
-                            "Trainer",
-                            format!(
-                                "parameter `{name}` matches the prefixes of groups `{}` and \
-                                 `{}`; give each parameter one group",
-                                groups[j].name, g.name
-                            ),
-                        ));
-                    }
-                    owner = Some(i);
-                }
-            }
-        }
-        if let Some(i) = owner.or(rest) {
+        if let Some(i) = owner(groups, &name)? {
             out[i].push((name, var));
         }
     }
