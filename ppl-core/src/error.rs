@@ -170,6 +170,21 @@ pub enum PplError {
         /// How many in a row.
         count: usize,
     },
+    /// Training produced too many steps in a row whose loss was finite but whose gradient
+    /// was not (the parameters and optimiser state were left as they were at each).
+    #[error(
+        "{count} non-finite gradients in a row (last at step {step}, parameters {params:?}) \
+         although the loss was finite; look for a square root, log or division at the edge \
+         of a support, or clip the values that reach it"
+    )]
+    NonFiniteGradient {
+        /// The step of the last non-finite gradient.
+        step: u64,
+        /// How many non-finite steps in a row.
+        count: usize,
+        /// The parameters whose gradient had a NaN or infinite entry at that step.
+        params: Vec<String>,
+    },
     /// An error raised by candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

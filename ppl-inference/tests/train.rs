@@ -87,6 +87,111 @@ fn non_finite_steps_are_skipped_and_counted_then_an_error() {
     );
 }
 
+/// loss(θ) = (θ − 3)² + √(θ − c), where c = θ exactly on the marked calls: the loss is
+/// then finite but d√u/du at u = 0 is infinite, so the gradient is not.
+struct SqrtEdge {
+    calls: u64,
+    bad: fn(u64) -> bool,
+}
+
+impl Engine for SqrtEdge {
+    fn name(&self) -> &str {
+        "sqrt-edge"
+    }
+    fn init(&mut self, _ctx: &mut Ctx) -> Result<()> {
+        Ok(())
+    }
+    fn step(&mut self, ctx: &mut Ctx) -> Result<StepOutput> {
+        self.calls += 1;
+        let th = ctx.param(
+            "theta",
+            || Ok(Tensor::new(0f64, &Device::Cpu)?),
+            Constraint::Real,
+        )?;
+        let c = if (self.bad)(self.calls) {
+            th.to_scalar::<f64>()?
+        } else {
+            th.to_scalar::<f64>()? - 1.0
+        };
+        let edge = (&th - c)?.sqrt()?;
+        let loss = ((&th - 3.0)?.sqr()? + edge)?;
+        let value = loss.to_scalar::<f64>()?;
+        Ok(StepOutput {
+            loss,
+            value,
+            metrics: ppl_inference::Metrics::new(),
+        })
+    }
+}
+
+#[test]
+fn non_finite_gradients_with_finite_losses_are_skipped_and_leave_everything_untouched() {
+    // Every third step has a finite loss and an infinite gradient.
+    let mut ctx = Ctx::new(0);
+    let mut t = Trainer::new(Adam::new(), 0.1).unwrap();
+    let mut e = SqrtEdge {
+        calls: 0,
+        bad: |n| n % 3 == 0,
+    };
+    let r = t.run(&mut ctx, &mut e, 30).unwrap();
+    assert_eq!(
+        (r.skipped, r.skipped_gradients, r.losses.len()),
+        (10, 10, 20)
+    );
+    assert!(theta(&ctx).is_finite());
+    // Adam saw 20 steps, not 30: its moment estimates only include finite gradients.
+    assert_eq!(t.optimizer().steps(), 20);
+    // The same trajectory as 20 clean steps: skipped steps changed neither θ nor Adam.
+    let mut clean_ctx = Ctx::new(0);
+    let mut clean = Trainer::new(Adam::new(), 0.1).unwrap();
+    clean
+        .run(
+            &mut clean_ctx,
+            &mut SqrtEdge {
+                calls: 0,
+                bad: |_| false,
+            },
+            20,
+        )
+        .unwrap();
+    assert_eq!(theta(&ctx).to_bits(), theta(&clean_ctx).to_bits());
+    let (ms, _) = t.optimizer().state();
+    let (clean_ms, _) = clean.optimizer().state();
+    for ((n, a), (m, b)) in ms.iter().zip(&clean_ms) {
+        assert_eq!(n, m);
+        let (a, b) = (a.to_scalar::<f64>().unwrap(), b.to_scalar::<f64>().unwrap());
+        assert!(
+            a.is_finite() && a.to_bits() == b.to_bits(),
+            "{n}: {a} vs {b}"
+        );
+    }
+    // `Trainer::step` reports a skipped step as `None` and changes nothing.
+    let before = theta(&ctx);
+    let mut always = SqrtEdge {
+        calls: 0,
+        bad: |_| true,
+    };
+    assert_eq!(t.step(&mut ctx, &mut always).unwrap(), None);
+    assert_eq!(theta(&ctx).to_bits(), before.to_bits());
+    assert_eq!(t.optimizer().steps(), 20);
+    // Too many in a row: a typed error naming the parameter.
+    let mut ctx = Ctx::new(0);
+    let mut t = Trainer::new(Adam::new(), 0.1)
+        .unwrap()
+        .with_max_non_finite(3);
+    let err = t.run(&mut ctx, &mut always, 30).unwrap_err();
+    match &err {
+        PplError::NonFiniteGradient {
+            step: 3,
+            count: 4,
+            params,
+        } => assert_eq!(params, &["theta".to_string()]),
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains("theta"), "{err}");
+    assert_eq!(theta(&ctx), 0.0);
+}
+
 #[test]
 fn clipping_bounds_the_gradient_norm() {
     // θ = 0: gradient −6; clipped to norm 0.5, so one SGD step with lr 1 moves θ by 0.5.

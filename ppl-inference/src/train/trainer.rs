@@ -19,7 +19,7 @@ pub struct StepInfo {
     pub average: f64,
     /// The learning rate of the first parameter group.
     pub lr: f64,
-    /// Non-finite steps skipped so far in this run.
+    /// Non-finite steps skipped so far in this run (losses and gradients).
     pub skipped: usize,
     /// The engine's named metrics of this step.
     pub metrics: Metrics,
@@ -54,8 +54,11 @@ pub struct TrainReport {
     /// Every metric the engine reported, one value per applied step (NaN where a step did
     /// not report it), by name.
     pub metrics: BTreeMap<String, Vec<f64>>,
-    /// Non-finite steps skipped.
+    /// Non-finite steps skipped: a non-finite loss, or a finite loss with a non-finite
+    /// gradient (those are counted in [`TrainReport::skipped_gradients`] too).
     pub skipped: usize,
+    /// Steps skipped because the loss was finite but a gradient was not.
+    pub skipped_gradients: usize,
     /// Whether an observer stopped the run early.
     pub stopped_early: bool,
     /// The trained parameters (constrained values), sorted by name.
@@ -83,8 +86,11 @@ impl TrainReport {
 ///
 /// [`Trainer::run`] first calls [`Engine::init`], then each step: `engine.step(ctx)`; a
 /// non-finite value is skipped (counted; more than `max_non_finite` in a row is
-/// [`PplError::NonFiniteLoss`]); otherwise `backward`, optional global-norm gradient
-/// clipping over every group (`g ← g · min(1, c/‖g‖)`), then each [parameter
+/// [`PplError::NonFiniteLoss`]); otherwise `backward`; a gradient with a NaN or infinite
+/// entry (with a finite loss) is skipped the same way, leaving every parameter and every
+/// optimiser state as it was (more than `max_non_finite` non-finite steps in a row is
+/// [`PplError::NonFiniteGradient`], naming the parameters); otherwise optional global-norm
+/// gradient clipping over every group (`g ← g · min(1, c/‖g‖)`), then each [parameter
 /// group](super::ParamGroup)'s optimiser updates its variables at its schedule's learning
 /// rate, and every observer sees the step (loss, moving average, learning rate, the
 /// engine's metrics) and may stop the run.
@@ -187,9 +193,9 @@ impl Trainer {
     }
 
     /// One step outside [`Trainer::run`] (e.g. with a new engine per step): returns the
-    /// loss value, or `None` when it was non-finite and nothing was updated. Observers are
-    /// not called, and [`Engine::init`] is not (the SVI engine initialises itself on its
-    /// first step).
+    /// loss value, or `None` when the loss or its gradient was non-finite and nothing was
+    /// updated. Observers are not called, and [`Engine::init`] is not (the SVI engine
+    /// initialises itself on its first step).
     pub fn step(&mut self, ctx: &mut Ctx, engine: &mut dyn Engine) -> Result<Option<f64>> {
         let out = engine.step(ctx)?;
         let step = self.step;
@@ -197,13 +203,14 @@ impl Trainer {
         if !out.value.is_finite() {
             return Ok(None);
         }
-        self.apply(ctx, &out.loss, step)?;
-        Ok(Some(out.value))
+        match self.apply(ctx, &out.loss, step)? {
+            Applied::Updated(_) => Ok(Some(out.value)),
+            Applied::NonFiniteGradient(_) => Ok(None),
+        }
     }
 
-    /// Backward, clipping and every group's optimiser step; returns the first group's
-    /// learning rate.
-    fn apply(&mut self, ctx: &mut Ctx, loss: &Tensor, step: u64) -> Result<f64> {
+    /// Backward, the finiteness check, clipping and every group's optimiser step.
+    fn apply(&mut self, ctx: &mut Ctx, loss: &Tensor, step: u64) -> Result<Applied> {
         let lrs = self
             .groups
             .iter()
@@ -211,13 +218,17 @@ impl Trainer {
             .collect::<Result<smallvec::SmallVec<[f64; 4]>>>()?;
         let vars = assign(&self.groups, ctx.params().vars())?;
         let mut grads = loss.backward()?;
+        let bad = non_finite_gradients(&vars, &grads)?;
+        if !bad.is_empty() {
+            return Ok(Applied::NonFiniteGradient(bad));
+        }
         if let Some(c) = self.clip_norm {
             clip(&vars, &mut grads, c)?;
         }
         for ((g, v), lr) in self.groups.iter_mut().zip(&vars).zip(&lrs) {
             g.optimizer.step(v, &grads, *lr)?;
         }
-        Ok(lrs[0])
+        Ok(Applied::Updated(lrs[0]))
     }
 
     /// Initialises `engine` ([`Engine::init`]) and runs up to `steps` steps of it.
@@ -233,6 +244,7 @@ impl Trainer {
             losses: Vec::new(),
             metrics: BTreeMap::new(),
             skipped: 0,
+            skipped_gradients: 0,
             stopped_early: false,
             params: Vec::new(),
         };
@@ -252,8 +264,23 @@ impl Trainer {
                 }
                 continue;
             }
+            let lr = match self.apply(ctx, &out.loss, step)? {
+                Applied::Updated(lr) => lr,
+                Applied::NonFiniteGradient(params) => {
+                    report.skipped += 1;
+                    report.skipped_gradients += 1;
+                    in_row += 1;
+                    if in_row > self.max_non_finite {
+                        return Err(PplError::NonFiniteGradient {
+                            step,
+                            count: in_row,
+                            params,
+                        });
+                    }
+                    continue;
+                }
+            };
             in_row = 0;
-            let lr = self.apply(ctx, &out.loss, step)?;
             average = if average.is_nan() {
                 out.value
             } else {
@@ -289,6 +316,47 @@ impl Trainer {
         }
         Ok(report)
     }
+}
+
+/// What [`Trainer::apply`] did.
+enum Applied {
+    /// The optimisers stepped; the first group's learning rate.
+    Updated(f64),
+    /// Nothing was updated: these parameters' gradients had a NaN or infinite entry.
+    NonFiniteGradient(Vec<String>),
+}
+
+/// The names of the variables whose gradient has a NaN or infinite entry. One reduction
+/// per variable and a single read of the total (a sum is finite only if every entry is,
+/// barring overflow of finite entries, which is as unusable); the per-variable reads
+/// happen only when the total is not finite.
+fn non_finite_gradients(vars: &[Vec<(String, Var)>], grads: &GradStore) -> Result<Vec<String>> {
+    let mut sums = Vec::new();
+    for (name, v) in vars.iter().flatten() {
+        if let Some(g) = grads.get(v.as_tensor()) {
+            sums.push((name, g.sum_all()?.to_dtype(candle_core::DType::F64)?));
+        }
+    }
+    let mut total: Option<Tensor> = None;
+    for (_, s) in &sums {
+        total = Some(match total {
+            None => s.clone(),
+            Some(t) => (t + s)?,
+        });
+    }
+    let Some(total) = total else {
+        return Ok(Vec::new());
+    };
+    if total.to_scalar::<f64>()?.is_finite() {
+        return Ok(Vec::new());
+    }
+    let mut bad = Vec::new();
+    for (name, s) in &sums {
+        if !s.to_scalar::<f64>()?.is_finite() {
+            bad.push(name.to_string());
+        }
+    }
+    Ok(bad)
 }
 
 /// Scales the gradients of `vars` so their global L2 norm is at most `c`.
