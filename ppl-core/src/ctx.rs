@@ -90,6 +90,12 @@ pub struct PlateOpts {
     /// The batch dim (negative, from the right); the first free dim from `-1` leftwards
     /// when `None`.
     pub dim: Option<isize>,
+    /// No batch dim of a site inside may lie left of this plate's dim: a site whose batch
+    /// shape reaches further left is an error naming it, before its log density is
+    /// computed. Vectorising plates set it (the engines' particle plate, placed left of
+    /// every plate of the model): a dim left of it always means that a tensor with the
+    /// vectorised dim was combined with one without it at the wrong position.
+    pub outermost: bool,
 }
 
 impl Ctx {
@@ -548,6 +554,7 @@ impl Ctx {
             dim,
             size,
             subsample_size: sub,
+            outermost: opts.outermost,
         };
         let depth = self.stack.len();
         self.stack.push(Box::new(Plate::new(frame.clone())));

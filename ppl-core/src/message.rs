@@ -27,6 +27,9 @@ pub struct PlateFrame {
     pub size: usize,
     /// The number of elements in this run (`n = N` without subsampling).
     pub subsample_size: usize,
+    /// No batch dim may lie left of this plate's (see
+    /// [`PlateOpts::outermost`](crate::PlateOpts::outermost)).
+    pub outermost: bool,
 }
 
 impl PlateFrame {

@@ -605,6 +605,49 @@ fn hand_written_mvn_guide_at_the_exact_posterior_gives_the_evidence() {
     }
 }
 
+#[test]
+fn a_model_that_misplaces_the_particle_dim_is_an_error_naming_the_site() {
+    // `matvec(x, w)` with w [K, 1, d] under the particle plate gives a mean [K, 1, n]; the
+    // particle plate (dim −2) used to expand its 1 to K, pairing every particle's weights
+    // with every other's and summing K² terms into each particle: a silently wrong bound
+    // (and K²·n memory). With one particle the model is fine and exact; with K it must be
+    // a typed error naming the site `y` and its shape, for every objective and dtype.
+    let _v = ppl_core::validation::disable();
+    for dtype in DTYPES {
+        let lr = LinearRegression::new(2, 10, 3, dtype, &Device::Cpu).unwrap();
+        let q = MvnGuide::exact(&lr);
+        let exact = lr.exact_log_evidence().unwrap();
+        let model = |ctx: &mut Ctx| lr.matvec_model(ctx);
+        let mut ctx = ctx_on(1, &Device::Cpu, dtype);
+        let b = bounds(TraceElbo::new(), &mut ctx, &model, &q, 3);
+        all_exact(&b, exact, dtype, 60.0, "matvec model, one particle");
+        let errors = [
+            {
+                let mut obj = TraceElbo::new().with_particles(16).unwrap();
+                let mut ctx = ctx_on(1, &Device::Cpu, dtype);
+                obj.init_with(&mut ctx, &model, &q).unwrap();
+                obj.loss(&mut ctx, &model, &q).map(|_| ()).unwrap_err()
+            },
+            {
+                let mut obj = Iwae::new(16).unwrap();
+                let mut ctx = ctx_on(1, &Device::Cpu, dtype);
+                obj.init_with(&mut ctx, &model, &q).unwrap();
+                obj.loss(&mut ctx, &model, &q).map(|_| ()).unwrap_err()
+            },
+        ];
+        for e in errors {
+            let msg = e.to_string();
+            assert!(
+                matches!(e.root_cause(), PplError::Site { .. }) || msg.contains("site `y`"),
+                "{msg}"
+            );
+            for needle in ["`y`", "[16, 1, 10]", "__particles", "docs/models.md"] {
+                assert!(msg.contains(needle), "missing {needle:?} in: {msg}");
+            }
+        }
+    }
+}
+
 test_on_devices!(fn bounds_under_subsampling_are_unbiased_for_the_evidence(device) {
     // Plate `data` subsampled 3 of n = 10 points at a time, guides still exact (global
     // guides mirror the plate or, for AutoMultivariateNormal, let the model draw the

@@ -7,6 +7,8 @@ use crate::site::SiteKind;
 /// frame on every site, broadcasts sample and factor distributions to the plate's size at
 /// its dim (a batch dim of 1 or a missing one is expanded; any other size is an error
 /// naming the site, the plate and the shapes), and scales their log densities by `N / n`.
+/// An [outermost](crate::PlateOpts::outermost) plate also rejects a batch shape that
+/// reaches left of its dim.
 #[derive(Debug, Clone)]
 pub struct Plate {
     frame: PlateFrame,
@@ -35,6 +37,23 @@ impl Handler for Plate {
                 t.extend_from_slice(batch);
                 t
             };
+            if self.frame.outermost && batch.len() > need {
+                return Err(msg.error(format!(
+                    "distribution batch shape {:?} has {} dims, but plate `{}` (size {}, dim \
+                     {}) vectorises the model and must be its leftmost batch dim: the dims \
+                     {:?} left of it mean that a tensor with the vectorised dim was combined \
+                     with one without it at the wrong position (typically a global latent \
+                     of shape [K, 1, D] used through `matvec`, or a tensor reshaped or \
+                     indexed from the left). Index batch dims from the right, as plates do; \
+                     see docs/models.md, \"Shapes, plates and vectorised particles\"",
+                    batch,
+                    batch.len(),
+                    self.frame.name,
+                    self.frame.subsample_size,
+                    self.frame.dim,
+                    &batch[..batch.len() - need],
+                )));
+            }
             let pos = target.len() - need;
             let n = self.frame.subsample_size;
             if target[pos] == 1 {

@@ -57,6 +57,7 @@ impl Particles {
         if self.k > 1 {
             let opts = PlateOpts {
                 dim: Some(-(self.max_plate_nesting as isize) - 1),
+                outermost: true,
                 ..Default::default()
             };
             ctx.plate(PARTICLES, self.k, opts, |ctx, _| m.run(ctx).map(|_| ()))

@@ -175,6 +175,22 @@ impl LinearRegression {
         })
     }
 
+    /// The same model written as `examples/bayes_linreg.rs` once did, with
+    /// `matvec(x, w)`: right for one particle, but under a particle plate `w` is
+    /// `[K, 1, d]` and the mean `[K, 1, m]`, whose leading `K` lies left of the particle
+    /// dim (see [`LinearRegression::model`]). Engines must reject it with particles.
+    pub fn matvec_model(&self, ctx: &mut Ctx) -> Result<()> {
+        let prior = Normal::new(&self.prior_loc, &self.prior_scale)?.to_event(1)?;
+        let w = ctx.sample("w", prior)?;
+        ctx.plate("data", self.config.n, self.plate_opts(), |ctx, g| {
+            let x = rows(&self.x, g, self.subsample)?;
+            let y = rows(&self.y, g, self.subsample)?;
+            let mean = ppl_core::linalg::matvec(&x, &w)?;
+            ctx.observe("y", Normal::new(&mean, &self.noise_scale)?, &y)?;
+            Ok(())
+        })
+    }
+
     /// A choice map fixing `w`.
     pub fn choices(&self, w: &[f64]) -> Result<ChoiceMap> {
         let t = upload_rounded(w.to_vec(), &[self.config.d], self.dtype, &self.device)?.0;
