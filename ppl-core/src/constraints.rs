@@ -40,6 +40,11 @@ pub enum Constraint {
     OneHot,
     /// Square matrices (last two dimensions), lower-triangular with positive diagonal.
     LowerCholesky,
+    /// The same set as [`Constraint::LowerCholesky`], for a *parameter* stored as a positive
+    /// diagonal scale times a unit lower-triangular matrix
+    /// ([`ScaledUnitLowerCholeskyTransform`](crate::transforms::ScaledUnitLowerCholeskyTransform)):
+    /// its off-diagonal entries are learned relative to their row's scale.
+    ScaledUnitLowerCholesky,
     /// `low <= x < high` with element-wise tensor bounds (e.g. `Uniform`'s support).
     TensorInterval {
         /// Lower bound, broadcastable to the value.
@@ -78,6 +83,9 @@ impl Constraint {
             Constraint::LowerCholesky => {
                 "lower-triangular with a positive diagonal (last two dimensions)".into()
             }
+            Constraint::ScaledUnitLowerCholesky => "lower-triangular with a positive diagonal \
+                 (last two dimensions), stored as scale × unit lower-triangular"
+                .into(),
             Constraint::TensorInterval { .. } => "in [low, high)".into(),
             Constraint::TensorIntegerInterval { .. } => {
                 "an integer in {0, ..., total_count}".into()
@@ -132,7 +140,7 @@ impl Constraint {
                 }
                 (row.iter().sum::<f64>() != 1.0).then_some(0)
             }),
-            Constraint::LowerCholesky => {
+            Constraint::LowerCholesky | Constraint::ScaledUnitLowerCholesky => {
                 let d = shape.last().copied().unwrap_or(0);
                 rows(values, shape, 2, |m| {
                     if m.len() != d * d {

@@ -72,6 +72,7 @@ fn encode(c: &Constraint) -> Option<String> {
         Constraint::UnitInterval => "unit_interval".into(),
         Constraint::Simplex => "simplex".into(),
         Constraint::LowerCholesky => "lower_cholesky".into(),
+        Constraint::ScaledUnitLowerCholesky => "scaled_unit_lower_cholesky".into(),
         Constraint::GreaterThan(a) => format!("greater_than:{a:e}"),
         Constraint::Interval(a, b) => format!("interval:{a:e}:{b:e}"),
         _ => return None,
@@ -89,6 +90,7 @@ fn decode(s: &str) -> Option<Constraint> {
         "unit_interval" => Constraint::UnitInterval,
         "simplex" => Constraint::Simplex,
         "lower_cholesky" => Constraint::LowerCholesky,
+        "scaled_unit_lower_cholesky" => Constraint::ScaledUnitLowerCholesky,
         "greater_than" => Constraint::GreaterThan(num()?),
         "interval" => {
             let a = num()?;
@@ -173,7 +175,8 @@ impl ParamStore {
                 name,
                 format!(
                     "constraint `{}` is not supported for parameters (use real, positive, \
-                     non-negative, unit interval, interval, greater than, simplex or lower Cholesky)",
+                     non-negative, unit interval, interval, greater than, simplex, lower Cholesky or \
+                     scaled unit lower Cholesky)",
                     constraint.describe()
                 ),
             ));

@@ -4,6 +4,7 @@ use candle_core::{Device, Tensor};
 use ppl_core::prelude::*;
 use ppl_inference::engines::Objective;
 use ppl_inference::engines::{Baseline, Iwae, TraceElbo};
+use ppl_inference::guides::{AutoLowRankMultivariateNormal, AutoMultivariateNormal};
 
 fn s(v: f64) -> Tensor {
     Tensor::new(v, &Device::Cpu).unwrap()
@@ -443,4 +444,141 @@ fn global_latents_with_a_subsampled_local_plate_are_a_typed_error() {
         .unwrap();
     assert!(lw.local.is_none());
     assert_eq!(lw.global.dims(), &[4]);
+}
+
+/// Gradients (w.r.t. the unconstrained variables of `params`) of `obj`'s loss, `m` draws.
+fn guide_gradients<O: Objective, G: Model>(
+    mut obj: O,
+    ctx: &mut Ctx,
+    model: &dyn Fn(&mut Ctx) -> Result<()>,
+    guide: &G,
+    params: &[&str],
+    m: usize,
+) -> Vec<Vec<f64>> {
+    obj.init_with(ctx, &model, guide).unwrap();
+    (0..m)
+        .map(|_| {
+            let out = obj.loss(ctx, &model, guide).unwrap();
+            assert!(out.bound.is_finite());
+            let g = out.loss.backward().unwrap();
+            params
+                .iter()
+                .flat_map(|p| {
+                    let var = ctx.params().unconstrained(p).unwrap();
+                    g.get(var.as_tensor())
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f64>()
+                        .unwrap()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn dreg_with_joint_gaussian_autoguides_has_zero_guide_gradient_at_the_exact_posterior() {
+    // u = ln z ~ N(0.3, 0.8²) (z ~ LogNormal, a positive latent: the autoguides map it
+    // through exp with the Jacobian term −log|det J| = −u in the Delta's log density),
+    // ly_i ~ N(u, 0.5²) for 4 points; w ~ N(0, I_2), x_j ~ N(w_j, 0.7²). The posterior is
+    // Gaussian in (u, w), so AutoMultivariateNormal and AutoLowRankMultivariateNormal
+    // contain it; at the exact posterior log p(x, z) − log q(z) = log p(x) for every z,
+    // so the DReG guide gradient Σ_k w̃_k² ∂_z(log p − log q_φ̄)·∂z/∂φ is 0 in every
+    // draw (the Jacobian term must keep its path gradient: were the Delta's log density
+    // cut from the graph, the u-coordinates would get a gradient of order 1). Plain IWAE
+    // keeps the score term ∂_φ log q_φ(z), nonzero per draw (mean zero): its gradients
+    // must be of order 0.1-1, so the zero is not an artefact. f64: rounding ~1e-15.
+    // Before `Delta::detach` existed, DReG failed at the first step.
+    let _v = ppl_core::validation::disable();
+    let ly = [0.1f64, 0.9, 0.4, -0.2];
+    let x = [0.8f64, -1.1];
+    let (m0, s0, sy, sx) = (0.3f64, 0.8f64, 0.5f64, 0.7f64);
+    let ly_t = Tensor::new(&ly, &Device::Cpu).unwrap();
+    let x_t = Tensor::new(&x, &Device::Cpu).unwrap();
+    let model = |ctx: &mut Ctx| -> Result<()> {
+        let z = ctx.sample("z", LogNormal::new(&s(m0), &s(s0))?)?;
+        let u = z.log()?.unsqueeze(z.rank())?;
+        let mut shape = u.dims().to_vec();
+        *shape.last_mut().unwrap() = 4;
+        let loc = u.broadcast_as(shape)?.contiguous()?;
+        ctx.observe("ly", Normal::new(&loc, &s(sy))?.to_event(1)?, &ly_t)?;
+        let zero = Tensor::zeros(2, candle_core::DType::F64, &Device::Cpu)?;
+        let w = ctx.sample("w", Normal::new(&zero, &s(1.0))?.to_event(1)?)?;
+        ctx.observe("x", Normal::new(&w, &s(sx))?.to_event(1)?, &x_t)?;
+        Ok(())
+    };
+    // Exact posterior: u ~ N(mu, vu), w_j ~ N(mw_j, vw).
+    let vu = 1.0 / (1.0 / (s0 * s0) + ly.len() as f64 / (sy * sy));
+    let mu = vu * (m0 / (s0 * s0) + ly.iter().sum::<f64>() / (sy * sy));
+    let vw = 1.0 / (1.0 + 1.0 / (sx * sx));
+    let loc = Tensor::new(
+        &[mu, vw * x[0] / (sx * sx), vw * x[1] / (sx * sx)],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let var = [vu, vw, vw];
+    let k = 8;
+    let check = |name: &str, dreg: &[Vec<f64>], plain: &[Vec<f64>]| {
+        let worst = dreg.iter().flatten().fold(0.0f64, |a, g| a.max(g.abs()));
+        let typical = plain.iter().flatten().fold(0.0f64, |a, g| a.max(g.abs()));
+        println!("{name}: max |DReG grad| {worst:e}, max |IWAE grad| {typical}");
+        assert!(
+            worst < 1e-10,
+            "{name}: DReG guide gradient {worst} at the optimum"
+        );
+        assert!(typical > 0.05, "{name}: IWAE guide gradient {typical}");
+    };
+
+    // AutoMultivariateNormal: loc and L = diag(√var).
+    let run_mvn = |obj: Iwae, seed: u64| {
+        let mut ctx = Ctx::new(seed);
+        let guide = AutoMultivariateNormal::new(&mut ctx, &model).unwrap();
+        let p = ctx.params();
+        p.insert("auto_mvn/loc", &loc, &Constraint::Real).unwrap();
+        let l = Tensor::new(
+            &[
+                [var[0].sqrt(), 0.0, 0.0],
+                [0.0, var[1].sqrt(), 0.0],
+                [0.0, 0.0, var[2].sqrt()],
+            ],
+            &Device::Cpu,
+        )
+        .unwrap();
+        p.insert(
+            "auto_mvn/scale_tril",
+            &l,
+            &Constraint::ScaledUnitLowerCholesky,
+        )
+        .unwrap();
+        let names = ["auto_mvn/loc", "auto_mvn/scale_tril"];
+        guide_gradients(obj, &mut ctx, &model, &guide, &names, 20)
+    };
+    let dreg = run_mvn(Iwae::new(k).unwrap().with_dreg().unwrap(), 3);
+    let plain = run_mvn(Iwae::new(k).unwrap(), 3);
+    check("AutoMultivariateNormal", &dreg, &plain);
+
+    // AutoLowRankMultivariateNormal (rank 1): W = 0, diag = var.
+    let run_lowrank = |obj: Iwae, seed: u64| {
+        let mut ctx = Ctx::new(seed);
+        let guide = AutoLowRankMultivariateNormal::new(&mut ctx, &model, 1).unwrap();
+        let p = ctx.params();
+        p.insert("auto_lowrank_mvn/loc", &loc, &Constraint::Real)
+            .unwrap();
+        let w = Tensor::zeros((3, 1), candle_core::DType::F64, &Device::Cpu).unwrap();
+        p.insert("auto_lowrank_mvn/cov_factor", &w, &Constraint::Real)
+            .unwrap();
+        let d = Tensor::new(&var, &Device::Cpu).unwrap();
+        p.insert("auto_lowrank_mvn/cov_diag", &d, &Constraint::Positive)
+            .unwrap();
+        let names = [
+            "auto_lowrank_mvn/loc",
+            "auto_lowrank_mvn/cov_factor",
+            "auto_lowrank_mvn/cov_diag",
+        ];
+        guide_gradients(obj, &mut ctx, &model, &guide, &names, 20)
+    };
+    let dreg = run_lowrank(Iwae::new(k).unwrap().with_dreg().unwrap(), 4);
+    let plain = run_lowrank(Iwae::new(k).unwrap(), 4);
+    check("AutoLowRankMultivariateNormal", &dreg, &plain);
 }

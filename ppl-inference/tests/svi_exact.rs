@@ -311,7 +311,7 @@ fn set_auto_mvn(ctx: &Ctx, f: &LinearRegression) {
     p.insert(
         "auto_mvn/scale_tril",
         &up(flat, &[d, d]),
-        &Constraint::LowerCholesky,
+        &Constraint::ScaledUnitLowerCholesky,
     )
     .unwrap();
 }
@@ -1549,7 +1549,7 @@ fn auto_multivariate_normal_reaches_the_exact_regression_posterior_and_evidence(
         p.insert(
             "auto_mvn/scale_tril",
             &up(flat, &[3, 3]),
-            &Constraint::LowerCholesky,
+            &Constraint::ScaledUnitLowerCholesky,
         )
         .unwrap();
         let elbo = TraceElbo::new().with_particles(1000).unwrap();
@@ -1565,4 +1565,109 @@ fn auto_multivariate_normal_reaches_the_exact_regression_posterior_and_evidence(
             "{dtype:?}: ELBO {mean} ± {se} vs {want}"
         );
     }
+}
+
+/// The local-level model: `z_1 ~ N(0, σ_z²)`, `z_t ~ N(z_{t−1}, σ_z²)`, `y_t ~ N(z_t, σ_y²)`
+/// for `t = 1..T`, the random-walk prior written as one `MultivariateNormal` with
+/// `L = σ_z · tril(1)`; data drawn from the model with a seeded `PplRng`.
+struct LocalLevel {
+    y: Tensor,
+    yh: Vec<f64>,
+    sz: f64,
+    sy: f64,
+    prior_tril: Tensor,
+}
+
+impl LocalLevel {
+    fn new(t: usize, sz: f64, sy: f64, seed: u64) -> Self {
+        let mut rng = PplRng::seed_from_u64(seed);
+        let mut z = 0.0;
+        let yh: Vec<f64> = (0..t)
+            .map(|_| {
+                z += sz * rng.standard_normal();
+                z + sy * rng.standard_normal()
+            })
+            .collect();
+        let y = Tensor::from_vec(yh.clone(), t, &Device::Cpu).unwrap();
+        let prior_tril = (Tensor::tril2(t, DType::F64, &Device::Cpu).unwrap() * sz).unwrap();
+        LocalLevel {
+            y,
+            yh,
+            sz,
+            sy,
+            prior_tril,
+        }
+    }
+
+    /// `log p(y)` by the Kalman filter (exact).
+    fn log_evidence(&self) -> f64 {
+        let (mut m, mut p, mut lp) = (0.0, 0.0, 0.0);
+        for &y in &self.yh {
+            p += self.sz * self.sz;
+            let s = p + self.sy * self.sy;
+            lp -= 0.5 * ((2.0 * std::f64::consts::PI * s).ln() + (y - m) * (y - m) / s);
+            let k = p / s;
+            m += k * (y - m);
+            p *= 1.0 - k;
+        }
+        lp
+    }
+}
+
+impl Model for LocalLevel {
+    type Output = ();
+    fn run(&self, ctx: &mut Ctx) -> Result<()> {
+        let zero = Tensor::zeros(self.yh.len(), DType::F64, &Device::Cpu)?;
+        let z = ctx.sample("z", MultivariateNormal::new(&zero, &self.prior_tril)?)?;
+        let sy = Tensor::new(self.sy, &Device::Cpu)?;
+        ctx.observe("y", Normal::new(&z, &sy)?.to_event(1)?, &self.y)?;
+        Ok(())
+    }
+}
+
+#[test]
+fn auto_multivariate_normal_trains_a_local_level_model_as_numpyro_does() {
+    // Issue 11: AutoMultivariateNormal stalled far below log p(y) where NumPyro's did not.
+    // Local-level model, T = 100, σ_z = 0.5, σ_y = 1: the posterior is Gaussian and the
+    // family contains it, so the ELBO's optimum is log p(y) = −158.81 (Kalman filter).
+    // Adam lr 0.01, one particle, 2000 steps from the prototype; then the ELBO with 1000
+    // particles (per-particle log weights spread a few nats, so its standard error is
+    // ~0.1-0.2 nat). Measured on these data: the earlier parameterisation of L (exp
+    // diagonal, raw off-diagonal entries) ends 104.1 nats below log p(y) (89 after 3000
+    // steps); the scaled unit-lower factor ends 20.4 below (17.0 after 3000 steps), the
+    // noise floor of one-particle Adam at lr 0.01 for D = 100 (it falls with the lr):
+    // NumPyro 0.22's AutoMultivariateNormal (scaled_unit_lower_cholesky) on the same data,
+    // model, lr and 3000 steps ends 16.5 and 17.4 below (two seeds), and 73-76 below with
+    // its lower_cholesky (exp diagonal) constraint. Tolerance: within 25 nats of log p(y)
+    // (well inside NumPyro's floor plus the shorter run, far from the old 90+), and not
+    // above it by more than 1 nat (the ELBO is a lower bound; 5+ standard errors).
+    let _v = ppl_core::validation::disable();
+    let f = LocalLevel::new(100, 0.5, 1.0, 7);
+    let evidence = f.log_evidence();
+    assert!((evidence + 158.806).abs() < 1e-3, "log p(y) = {evidence}");
+    let mut ctx = Ctx::new(11).with_dtype(DType::F64);
+    let guide = AutoMultivariateNormal::new(&mut ctx, &f).unwrap();
+    let mut trainer = Trainer::new(Adam::new(), 0.01).unwrap();
+    let mut svi = Svi::new(&f, &guide, TraceElbo::new());
+    trainer.run(&mut ctx, &mut svi, 2000).unwrap();
+    let elbo = bounds(
+        TraceElbo::new().with_particles(1000).unwrap(),
+        &mut ctx,
+        &f,
+        &guide,
+        1,
+    )[0];
+    println!(
+        "ELBO {elbo} vs log p(y) {evidence}: gap {}",
+        evidence - elbo
+    );
+    assert!(
+        evidence - elbo < 25.0,
+        "ELBO {elbo} is {} nats below log p(y) = {evidence}",
+        evidence - elbo
+    );
+    assert!(
+        elbo < evidence + 1.0,
+        "ELBO {elbo} above log p(y) = {evidence}"
+    );
 }

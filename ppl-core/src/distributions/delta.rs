@@ -124,6 +124,24 @@ impl Distribution for Delta {
             n => Constraint::Independent(Box::new(self.support.clone()), n),
         }
     }
+    /// The same point mass, `v` and `log_density` kept on the autodiff graph.
+    ///
+    /// `detach` serves the doubly-reparameterised IWAE gradient (DReG), which evaluates
+    /// `log q_φ(z)` at the drawn `z = z(ε, φ)` with the *parameters* `φ` cut from the graph
+    /// and the path through the sample kept. In the joint-Gaussian autoguides
+    /// (`AutoMultivariateNormal`, `AutoLowRankMultivariateNormal`) each latent is
+    /// `Delta(T(x_s), −log |det J_T(x_s)|)` where `x ~ N(μ, Σ)` is the auxiliary site: `v`
+    /// and `log_density` depend on `φ` only through the sample `x = μ + L ε`, which is that
+    /// path. Then `log q_φ̄(z) = log N(x; μ̄, Σ̄) − log |det J_T(x)|`: the auxiliary site's
+    /// Gaussian is detached by its own `detach`, and the Jacobian term must keep its
+    /// gradient through `x`, so nothing is cut here. The point-mass part contributes
+    /// nothing either way (the indicator `z == v` is piecewise constant and the value is `v`
+    /// itself). Not suitable for a `Delta` whose `log_density` is a direct function of a
+    /// parameter rather than of the sample (DReG would then keep that parameter's
+    /// gradient); no guide in this library builds one.
+    fn detach(&self) -> Result<DynDistribution> {
+        Ok(Arc::new(self.clone()))
+    }
     fn expand(&self, batch_shape: &[usize]) -> Result<DynDistribution> {
         check_expand(self.family(), &self.batch_shape, batch_shape)?;
         let full = concat_shapes(&[batch_shape, &self.event_shape]);

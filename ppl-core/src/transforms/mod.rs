@@ -13,17 +13,20 @@
 //! | unit interval, interval `[a, b]` | `a + (b − a)·sigmoid(x)` | same |
 //! | simplex (K) | stick-breaking | K − 1 |
 //! | lower Cholesky (n×n) | strict lower part of `x` + `diag(exp(diag x))` | n×n |
+//! | scaled unit lower Cholesky (n×n) | `diag(softplus(diag x)) · (I + strict lower part of x)` | n×n |
 
 mod exp;
 mod identity;
 mod interval;
 mod lower_cholesky;
+mod scaled_unit_lower_cholesky;
 mod stick_breaking;
 
 pub use exp::ExpTransform;
 pub use identity::IdentityTransform;
 pub use interval::IntervalTransform;
 pub use lower_cholesky::LowerCholeskyTransform;
+pub use scaled_unit_lower_cholesky::ScaledUnitLowerCholeskyTransform;
 pub use stick_breaking::StickBreakingTransform;
 
 use crate::constraints::Constraint;
@@ -70,6 +73,7 @@ pub fn biject_to(constraint: &Constraint) -> Result<Arc<dyn Transform>> {
         Constraint::Interval(a, b) => Arc::new(IntervalTransform::new(*a, *b)?),
         Constraint::Simplex => Arc::new(StickBreakingTransform),
         Constraint::LowerCholesky => Arc::new(LowerCholeskyTransform),
+        Constraint::ScaledUnitLowerCholesky => Arc::new(ScaledUnitLowerCholeskyTransform),
         Constraint::Independent(c, _) => biject_to(c)?,
         other => {
             return Err(PplError::invalid_argument(

@@ -92,9 +92,26 @@ impl Layout {
 
 /// One full-rank Gaussian over all latents: `q(x) = N(μ, L Lᵀ)` on the flattened
 /// unconstrained space, parameters `auto_mvn/loc` (prototype values) and
-/// `auto_mvn/scale_tril` (lower-Cholesky, initially `init_scale · I`, default 0.1). When
-/// the posterior is Gaussian in these coordinates, the family contains it and the ELBO's
-/// optimum is `log p(x)` exactly.
+/// `auto_mvn/scale_tril` (the Cholesky factor `L`, initially `init_scale · I`, default 0.1).
+/// When the posterior is Gaussian in these coordinates, the family contains it and the
+/// ELBO's optimum is `log p(x)` exactly.
+///
+/// # Parameterisation of `L`
+///
+/// `auto_mvn/scale_tril` has the constraint [`Constraint::ScaledUnitLowerCholesky`]: it is
+/// stored as `L = diag(s) · U` with `s = softplus(raw diagonal)` and `U` unit
+/// lower-triangular (the raw strict lower part), as NumPyro's `AutoMultivariateNormal`
+/// (`scaled_unit_lower_cholesky`) and Pyro's (`scale` × `unit_lower_cholesky`) do. The
+/// stored value is still `L`, so [`covariance`](Self::covariance) and checkpoints hold the
+/// Cholesky factor. The earlier parameterisation (`Constraint::LowerCholesky`: `exp` on the
+/// diagonal, off-diagonal entries raw) trained much worse: Adam moves every raw entry by
+/// about the learning rate per step, so with `D(D−1)/2` absolute off-diagonal entries next
+/// to a diagonal of 0.1–0.5 the factor is dominated by optimiser noise. On a local-level
+/// model with `T = 100` latents (Adam, lr 0.01, one particle, 3000 steps) the
+/// 1000-particle ELBO stalled 85–90 nats below `log p(y)`; with the scaled unit
+/// factor it reaches the same plateau as NumPyro on the same data (about 17 nats below at
+/// this learning rate, shrinking in proportion to it). A softplus instead of `exp` on the
+/// diagonal alone changed nothing: the off-diagonal scaling is what matters.
 ///
 /// Guides with one joint Gaussian over all latents (Pyro's `AutoContinuous` family).
 ///
@@ -151,7 +168,7 @@ impl Model for AutoMultivariateNormal {
         let tril = ctx.param(
             "auto_mvn/scale_tril",
             || Ok((Tensor::eye(d, loc.dtype(), loc.device())? * s0)?),
-            Constraint::LowerCholesky,
+            Constraint::ScaledUnitLowerCholesky,
         )?;
         let q = Arc::new(MultivariateNormal::new(&loc, &tril)?);
         self.layout.run(ctx, q)
