@@ -540,3 +540,23 @@ fn an_error_caught_inside_the_model_leaves_the_plate_before_the_next_site() {
         .unwrap();
     assert_eq!(tr.value("again").unwrap().dims(), &[2]);
 }
+
+/// A literal name in a closure the macro cannot see being repeated (it is called from a
+/// loop through a variable): caught at run time, naming the site.
+#[model]
+fn closure_called_in_a_loop() -> Result<()> {
+    let mut draw = || -> Result<Tensor> { Ok(sample!("x", Normal::new(&s(0.0), &s(1.0))?)) };
+    for _ in 0..2 {
+        draw()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_literal_name_repeated_by_a_closure_is_a_runtime_error_naming_the_site() {
+    let mut ctx = Ctx::new(5);
+    let err = ctx.trace(closure_called_in_a_loop).unwrap_err().to_string();
+    assert!(err.contains("duplicate site name `x`"), "{err}");
+    assert!(err.contains("a closure called more than once"), "{err}");
+    assert!(err.contains("(\"x\", i)"), "{err}");
+}
