@@ -38,6 +38,15 @@
 //! | same name in exclusive branches | `if c { sample!("z", a) } else { sample!("z", b) }` (or `match` arms) is one site per run; the latents field is an `Option<Tensor>`; a name reused on one path is a compile error |
 //!
 //! A dynamic name such as `("x", i)` (no allocation) or `format!(...)` names sites in loops.
+//! A literal name that would repeat is a compile error on the name: inside a `for`/`while`/
+//! `loop` body, or inside a closure that an iterator method calls once per element
+//! (`for_each`, `flat_map`, `filter_map`, `fold`, `try_for_each`, `any`, `find`, ...;
+//! `map`/`filter`/`inspect` on a range, an array or an iterator-making call such as
+//! `.iter()` or `.enumerate()`; `iter::repeat_with`, `from_fn`, `successors`). Closures run
+//! at most once (`Option::map`, `bool::then`, a closure called once) may use literal names.
+//! A repetition the macro cannot see (a closure stored in a variable and called in a loop,
+//! `map` on an iterator held in a variable) fails at run time with
+//! [`PplError::DuplicateSite`] naming the site.
 //! The macro adds a `&mut Ctx` first parameter (declare `ctx: &mut Ctx` yourself to use the
 //! context directly, e.g. to call a sub-model), and, for a free function, generates
 //! `<Name>Latents`, a struct with one field per literal latent site: a `Tensor` for a site

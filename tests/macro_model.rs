@@ -472,3 +472,91 @@ fn obs_and_input_equal_the_hand_written_model() {
         .unwrap();
     assert_eq!(loc_dist_mean.to_scalar::<f64>().unwrap(), 4.0);
 }
+
+/// Fails with `?` inside its plate while `fail` is set.
+#[model]
+fn fails_in_plate(fail: bool) -> Result<Tensor> {
+    plate!("data", 3, {
+        let local = sample!(Normal::new(&s(0.0), &s(1.0))?);
+        if fail {
+            Err(PplError::config("fails_in_plate", "asked to fail"))?;
+        }
+        local
+    });
+    let global = sample!(Normal::new(&s(0.0), &s(1.0))?);
+    Ok(global)
+}
+
+#[test]
+fn an_error_inside_plate_does_not_leave_the_plate_active_for_the_next_run() {
+    let mut ctx = Ctx::new(3);
+    // run directly on the context (no handler to unwind the stack), failing inside the plate
+    let err = fails_in_plate(&mut ctx, true).unwrap_err();
+    assert!(err.to_string().contains("asked to fail"), "{err}");
+    assert_eq!(ctx.depth(), 0);
+    // the next run on the same context: `global` is a scalar, outside every plate
+    let (_, tr) = ctx.trace(|ctx| fails_in_plate(ctx, false)).unwrap();
+    assert_eq!(tr.value("local").unwrap().dims(), &[3]);
+    assert_eq!(tr.value("global").unwrap().dims(), &[] as &[usize]);
+    assert!(tr.get("global").unwrap().plates.is_empty());
+    // the same inside a traced run whose failure is caught by the caller
+    assert!(ctx.trace(|ctx| fails_in_plate(ctx, true)).is_err());
+    let (_, tr) = ctx.trace(|ctx| fails_in_plate(ctx, false)).unwrap();
+    assert_eq!(tr.value("global").unwrap().dims(), &[] as &[usize]);
+}
+
+/// A plate whose `?` error the model itself catches (`.ok()` on a closure), then samples
+/// a global site in the same run.
+#[model]
+fn catches_plate_error() -> Result<Tensor> {
+    let caught = (|| -> Result<Tensor> {
+        Ok(plate!("data", 4, {
+            let inner = sample!(Normal::new(&s(0.0), &s(1.0))?);
+            Err(PplError::config("catches_plate_error", "inner failure"))?;
+            inner
+        }))
+    })()
+    .ok();
+    assert!(caught.is_none());
+    let after = sample!(Normal::new(&s(0.0), &s(1.0))?);
+    Ok(after)
+}
+
+#[test]
+fn an_error_caught_inside_the_model_leaves_the_plate_before_the_next_site() {
+    let mut ctx = Ctx::new(4);
+    let (after, tr) = ctx.trace(catches_plate_error).unwrap();
+    assert_eq!(after.dims(), &[] as &[usize]);
+    assert!(tr.get("after").unwrap().plates.is_empty());
+    assert_eq!(tr.value("inner").unwrap().dims(), &[4]);
+    // a plate of the same name can be entered again in the same run
+    let (_, tr) = ctx
+        .trace(|ctx| {
+            catches_plate_error(ctx)?;
+            ctx.plate("data", 2, PlateOpts::default(), |ctx, _| {
+                ctx.sample("again", Normal::new(&s(0.0), &s(1.0))?)
+            })
+        })
+        .unwrap();
+    assert_eq!(tr.value("again").unwrap().dims(), &[2]);
+}
+
+/// A literal name in a closure the macro cannot see being repeated (it is called from a
+/// loop through a variable): caught at run time, naming the site.
+#[model]
+fn closure_called_in_a_loop() -> Result<()> {
+    let mut draw = || -> Result<Tensor> { Ok(sample!("x", Normal::new(&s(0.0), &s(1.0))?)) };
+    for _ in 0..2 {
+        draw()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_literal_name_repeated_by_a_closure_is_a_runtime_error_naming_the_site() {
+    let mut ctx = Ctx::new(5);
+    let err = ctx.trace(closure_called_in_a_loop).unwrap_err().to_string();
+    assert!(err.contains("duplicate site name `x`"), "{err}");
+    assert!(err.contains("a closure called more than once"), "{err}");
+    assert!(err.contains("(\"x\", i)"), "{err}");
+}

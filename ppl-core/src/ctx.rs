@@ -11,6 +11,8 @@ use crate::trace::Trace;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use smallvec::SmallVec;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// The run context.
 ///
@@ -40,6 +42,68 @@ pub struct Ctx {
     params: ParamStore,
     device: Device,
     dtype: DType,
+    /// Plates whose guard was dropped without [`Ctx::plate_exit`].
+    abandoned: Arc<Abandoned>,
+    /// The id the next plate gets (matches a dropped guard to its own plate).
+    next_plate: u64,
+}
+
+/// Plates left by an early exit (`?`, `return`, `break`, a panic) between
+/// [`Ctx::plate_enter`] and [`Ctx::plate_exit`]: their guard was dropped unexited. The
+/// context removes them (and everything pushed above them) before its next use, so a
+/// failed run never leaves a plate active for the rest of the run or the next one.
+#[derive(Debug, Default)]
+struct Abandoned {
+    /// Set when `ids` is non-empty (a cheap check on every site).
+    dirty: AtomicBool,
+    ids: Mutex<Vec<u64>>,
+}
+
+/// Shared by a [`PlateGuard`] and its clones; records the plate as abandoned when the last
+/// of them is dropped before the plate was exited.
+#[derive(Debug)]
+struct PlateToken {
+    id: u64,
+    exited: AtomicBool,
+    abandoned: Arc<Abandoned>,
+}
+
+impl Drop for PlateToken {
+    fn drop(&mut self) {
+        if !self.exited.load(Ordering::Acquire) {
+            let mut ids = self
+                .abandoned
+                .ids
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            ids.push(self.id);
+            self.abandoned.dirty.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// A plate on the handler stack, tagged with the id its guard holds.
+struct PlateEntry {
+    id: u64,
+    plate: Plate,
+}
+
+impl Handler for PlateEntry {
+    fn process(&mut self, msg: &mut Message) -> Result<()> {
+        self.plate.process(msg)
+    }
+
+    fn postprocess(&mut self, msg: &mut Message) -> Result<()> {
+        self.plate.postprocess(msg)
+    }
+
+    fn rng(&mut self) -> Option<&mut PplRng> {
+        self.plate.rng()
+    }
+
+    fn plate_frame(&self) -> Option<&PlateFrame> {
+        self.plate.plate_frame()
+    }
 }
 
 impl std::fmt::Debug for Ctx {
@@ -53,6 +117,12 @@ impl std::fmt::Debug for Ctx {
 }
 
 /// Returned by [`Ctx::plate_enter`]; pass it back to [`Ctx::plate_exit`].
+///
+/// A guard dropped without `plate_exit` (its last clone, when cloned), e.g. because a `?`
+/// left the code between enter and exit, abandons the plate: the context removes it, and
+/// everything pushed on top of it, before its next use. So an error inside a plate never
+/// leaves the plate active for the rest of the run or for the next run on the context.
+/// Keep the guard alive (`let g = ...`, not `let _ = ...`) while the plate should be active.
 #[derive(Debug, Clone)]
 pub struct PlateGuard {
     depth: usize,
@@ -60,6 +130,8 @@ pub struct PlateGuard {
     /// `None` without subsampling: the indices are `0..size`, built only if asked for.
     indices: Option<Tensor>,
     device: Device,
+    /// Dropping the last clone of an unexited guard makes the context remove the plate.
+    token: Arc<PlateToken>,
 }
 
 impl PlateGuard {
@@ -112,6 +184,8 @@ impl Ctx {
             params,
             device,
             dtype: DType::F32,
+            abandoned: Arc::default(),
+            next_plate: 0,
         }
     }
 
@@ -139,6 +213,7 @@ impl Ctx {
     /// The RNG in effect: the innermost [`Seed`](crate::handlers::Seed) handler's, or the
     /// context's own.
     pub fn rng(&mut self) -> &mut PplRng {
+        self.unwind_abandoned();
         let pos = self.stack.iter_mut().rposition(|h| h.rng().is_some());
         match pos.and_then(|i| self.stack[i].rng()) {
             Some(r) => r,
@@ -153,7 +228,43 @@ impl Ctx {
 
     /// The number of active handlers.
     pub fn depth(&self) -> usize {
-        self.stack.len()
+        self.abandoned_at().unwrap_or(self.stack.len())
+    }
+
+    /// The stack position of the outermost plate whose guard was dropped unexited.
+    fn abandoned_at(&self) -> Option<usize> {
+        if !self.abandoned.dirty.load(Ordering::Acquire) {
+            return None;
+        }
+        let ids = self
+            .abandoned
+            .ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.stack.iter().position(|h| {
+            let any: &dyn std::any::Any = &**h;
+            any.downcast_ref::<PlateEntry>()
+                .is_some_and(|p| ids.contains(&p.id))
+        })
+    }
+
+    /// Removes the plates whose guard was dropped without [`Ctx::plate_exit`] (an early
+    /// `?`, `return` or `break` inside a plate), with everything pushed above them. Runs
+    /// before every use of the handler stack.
+    fn unwind_abandoned(&mut self) {
+        if !self.abandoned.dirty.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(at) = self.abandoned_at() {
+            self.stack.truncate(at);
+        }
+        let mut ids = self
+            .abandoned
+            .ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        ids.clear();
+        self.abandoned.dirty.store(false, Ordering::Release);
     }
 
     /// Runs `f` with `handler` pushed on the stack and returns `f`'s result together with
@@ -164,9 +275,11 @@ impl Ctx {
         handler: H,
         f: impl FnOnce(&mut Ctx) -> Result<R>,
     ) -> Result<(R, H)> {
+        self.unwind_abandoned();
         let depth = self.stack.len();
         self.stack.push(Box::new(handler));
         let out = f(self);
+        self.unwind_abandoned();
         if self.stack.len() <= depth {
             // `f` exited a plate entered outside it: the handler is gone.
             return Err(PplError::invalid_argument(
@@ -210,6 +323,7 @@ impl Ctx {
         init: Option<&mut dyn FnMut() -> Result<Tensor>>,
         check: impl FnOnce(&Message) -> Result<()>,
     ) -> Result<Message> {
+        self.unwind_abandoned();
         let n = self.stack.len();
         let mut first = n; // index of the outermost handler that processed the message
         for i in (0..n).rev() {
@@ -463,6 +577,7 @@ impl Ctx {
         size: usize,
         opts: PlateOpts,
     ) -> Result<PlateGuard> {
+        self.unwind_abandoned();
         let name = name.into();
         let used: SmallVec<[isize; 4]> = self
             .stack
@@ -557,17 +672,29 @@ impl Ctx {
             outermost: opts.outermost,
         };
         let depth = self.stack.len();
-        self.stack.push(Box::new(Plate::new(frame.clone())));
+        let id = self.next_plate;
+        self.next_plate += 1;
+        self.stack.push(Box::new(PlateEntry {
+            id,
+            plate: Plate::new(frame.clone()),
+        }));
         Ok(PlateGuard {
             depth,
             frame,
             indices,
             device: self.device.clone(),
+            token: Arc::new(PlateToken {
+                id,
+                exited: AtomicBool::new(false),
+                abandoned: self.abandoned.clone(),
+            }),
         })
     }
 
     /// Leaves the plate entered by `guard` (and anything pushed inside it).
     pub fn plate_exit(&mut self, guard: PlateGuard) -> Result<()> {
+        guard.token.exited.store(true, Ordering::Release);
+        self.unwind_abandoned();
         if self.stack.len() <= guard.depth {
             return Err(PplError::invalid_argument(
                 "plate",

@@ -112,8 +112,10 @@ pub enum PplError {
     },
     /// Two sample/observe/factor/deterministic sites with the same name in one run.
     #[error(
-        "duplicate site name `{site}`: every site needs a unique name within one run \
-         (in a loop use a dynamic name such as (\"{site}\", i))"
+        "duplicate site name `{site}`: a site of this name already ran in this run, and \
+         every site needs a unique name within one run (in a loop, or in a closure called \
+         more than once such as `.map(|i| ...)`, use a dynamic name such as \
+         (\"{site}\", i) or format!(\"{site}_{{i}}\"))"
     )]
     DuplicateSite {
         /// The repeated name.

@@ -15,6 +15,9 @@ pub struct SiteRecord {
     pub name: Option<(String, Span)>,
     /// Whether the site sits inside a `for`/`while`/`loop` body.
     pub in_loop: bool,
+    /// The method (`map`, `for_each`, ...) or function (`from_fn`, ...) that calls the
+    /// closure the site sits in once per element, if any.
+    pub in_repeated_closure: Option<String>,
     /// The branches the site sits in, outermost first: `(branch point, arm)` for each
     /// enclosing `if`/`else` or `match`. Two sites are exclusive (at most one runs) when
     /// they sit in different arms of the same branch point.
@@ -42,6 +45,10 @@ pub struct Rewriter {
     plate_depth: usize,
     branch: Vec<(usize, usize)>,
     branch_points: usize,
+    /// The innermost enclosing closure that runs once per element (`.map(|i| ...)`).
+    repeated: Option<String>,
+    /// The span of the primitive being expanded.
+    prim_span: Span,
 }
 
 fn kind_str(p: &Primitive) -> &'static str {
@@ -62,11 +69,21 @@ fn name_tokens(n: &SiteNameSrc) -> TokenStream {
         SiteNameSrc::Literal(s, span) => {
             quote_spanned!(*span=> ::ppl::__private::SiteName::from_static(#s))
         }
-        SiteNameSrc::Dynamic(e) => quote!(::ppl::__private::SiteName::from(#e)),
+        SiteNameSrc::Dynamic(e) => {
+            let span = syn::spanned::Spanned::span(&**e);
+            quote_spanned!(span=> ::ppl::__private::SiteName::from(#e))
+        }
     }
 }
 
+/// `&(value)`, spanned on the user's `value` (a value of the wrong type is reported there).
+fn by_ref(value: &Expr) -> TokenStream {
+    let span = syn::spanned::Spanned::span(value);
+    quote_spanned!(span=> &(#value))
+}
+
 impl Rewriter {
+    /// A rewriter using `ctx` as the context.
     pub fn new(ctx: Ident) -> Self {
         Rewriter {
             ctx,
@@ -76,7 +93,25 @@ impl Rewriter {
             plate_depth: 0,
             branch: Vec::new(),
             branch_points: 0,
+            repeated: None,
+            prim_span: Span::call_site(),
         }
+    }
+
+    /// The `?` after a primitive's call, at the primitive: a function or closure that
+    /// cannot take it (no `Result`, or an error type without `From<PplError>`) is reported
+    /// on the primitive, with rustc's note on the signature.
+    fn question(&self) -> TokenStream {
+        quote_spanned!(self.prim_span=> ?)
+    }
+
+    /// The context's identifier, located at the primitive (same hygiene): the call
+    /// expression `ctx.sample(..)?` then spans the primitive, so rustc reports errors of
+    /// the whole call there instead of on the attribute.
+    fn ctx_here(&self) -> Ident {
+        let mut ctx = self.ctx.clone();
+        ctx.set_span(self.ctx.span().located_at(self.prim_span));
+        ctx
     }
 
     /// Walks the arms of a new branch point (`if`/`else`, `match`), one site path per arm.
@@ -112,6 +147,7 @@ impl Rewriter {
             kind,
             name,
             in_loop: self.loop_depth > 0,
+            in_repeated_closure: self.repeated.clone(),
             path: self.branch.clone(),
             maybe_observed,
         });
@@ -121,7 +157,13 @@ impl Rewriter {
     /// expression so the rest of the function still type-checks as far as possible).
     fn primitive(&mut self, mac: &Macro, what: &str, binding: Option<&Ident>) -> Expr {
         match parse_primitive(mac, what, binding) {
-            Ok(p) => self.expand(p),
+            Ok(p) => {
+                let saved =
+                    std::mem::replace(&mut self.prim_span, syn::spanned::Spanned::span(mac));
+                let out = self.expand(p);
+                self.prim_span = saved;
+                out
+            }
             Err(e) => {
                 self.errors.push(e);
                 syn::parse_quote!(::core::unimplemented!())
@@ -130,8 +172,9 @@ impl Rewriter {
     }
 
     fn expand(&mut self, p: Primitive) -> Expr {
-        let ctx = self.ctx.clone();
+        let ctx = self.ctx_here();
         let kind = kind_str(&p);
+        let q = self.question();
         match p {
             Primitive::Sample {
                 name,
@@ -140,7 +183,7 @@ impl Rewriter {
             } => {
                 self.record(kind, &name);
                 let n = name_tokens(&name);
-                syn::parse_quote!(#ctx.sample(#n, #dist)?)
+                syn::parse_quote!(#ctx.sample(#n, #dist)#q)
             }
             Primitive::Sample {
                 name,
@@ -149,12 +192,13 @@ impl Rewriter {
             } => {
                 self.record_obs(kind, &name, true);
                 let n = name_tokens(&name);
-                syn::parse_quote!(#ctx.sample_with_obs(#n, #dist, #obs)?)
+                syn::parse_quote!(#ctx.sample_with_obs(#n, #dist, #obs)#q)
             }
             Primitive::Observe { name, dist, value } => {
                 self.record(kind, &name);
                 let n = name_tokens(&name);
-                syn::parse_quote!(#ctx.observe(#n, #dist, &(#value))?)
+                let v = by_ref(&value);
+                syn::parse_quote!(#ctx.observe(#n, #dist, #v)#q)
             }
             Primitive::Param {
                 name,
@@ -172,25 +216,28 @@ impl Rewriter {
                         ::ppl::__private::ParamInit::into_init(#init)
                     },
                     #c,
-                )?)
+                )#q)
             }
             Primitive::Factor { name, log_weight } => {
                 self.record(kind, &name);
                 let n = name_tokens(&name);
-                syn::parse_quote!(#ctx.factor(#n, &(#log_weight))?)
+                let w = by_ref(&log_weight);
+                syn::parse_quote!(#ctx.factor(#n, #w)#q)
             }
             Primitive::Deterministic { name, value } => {
                 self.record(kind, &name);
                 let n = name_tokens(&name);
-                syn::parse_quote!(#ctx.deterministic(#n, &(#value))?)
+                let v = by_ref(&value);
+                syn::parse_quote!(#ctx.deterministic(#n, #v)#q)
             }
             Primitive::Module { path, build } => {
-                syn::parse_quote!(#ctx.module(#path, #build)?)
+                syn::parse_quote!(#ctx.module(#path, #build)#q)
             }
             Primitive::Input { name, data } => {
                 self.record(kind, &name);
                 let n = name_tokens(&name);
-                syn::parse_quote!(#ctx.input(#n, &(#data))?)
+                let d = by_ref(&data);
+                syn::parse_quote!(#ctx.input(#n, #d)#q)
             }
             Primitive::Plate(args) => self.plate(*args),
         }
@@ -205,10 +252,11 @@ impl Rewriter {
             indices,
             mut body,
         } = args;
+        let q = self.question();
         self.plate_depth += 1;
         self.visit_block_mut(&mut body);
         self.plate_depth -= 1;
-        let ctx = &self.ctx;
+        let ctx = &self.ctx_here();
         let n = name_tokens(&name);
         let guard = Ident::new("__ppl_plate", Span::mixed_site());
         let out = Ident::new("__ppl_out", Span::mixed_site());
@@ -219,7 +267,7 @@ impl Rewriter {
         let dim = dim
             .map(|d| quote!(::core::option::Option::Some(#d)))
             .unwrap_or_else(|| quote!(::core::option::Option::None));
-        let bind = indices.map(|i| quote!(let #i = #guard.indices()?;));
+        let bind = indices.map(|i| quote!(let #i = #guard.indices()#q;));
         syn::parse_quote!({
             let #guard = #ctx.plate_enter(
                 #n,
@@ -229,13 +277,131 @@ impl Rewriter {
                     dim: #dim,
                     ..::core::default::Default::default()
                 },
-            )?;
+            )#q;
             #bind
             let #out = #body;
-            #ctx.plate_exit(#guard)?;
+            #ctx.plate_exit(#guard)#q;
             #out
         })
     }
+}
+
+/// Methods that call a closure argument once per element, whatever the receiver
+/// (iterator adaptors and consumers, slice and `Vec` methods).
+const REPEATING_METHODS: &[&str] = &[
+    "for_each",
+    "try_for_each",
+    "flat_map",
+    "filter_map",
+    "fold",
+    "try_fold",
+    "rfold",
+    "try_rfold",
+    "scan",
+    "map_while",
+    "take_while",
+    "skip_while",
+    "any",
+    "all",
+    "find",
+    "find_map",
+    "position",
+    "rposition",
+    "reduce",
+    "max_by_key",
+    "min_by_key",
+    "max_by",
+    "min_by",
+    "partition",
+    "sort_by",
+    "sort_by_key",
+    "sort_unstable_by",
+    "sort_unstable_by_key",
+    "retain",
+    "retain_mut",
+    "dedup_by",
+    "dedup_by_key",
+    "par_bridge",
+];
+
+/// Methods that call a closure once per element on an iterator or an array, but at most
+/// once on an `Option` or a `Result`: repeating only when the receiver is seen to be an
+/// iterator.
+const ITERATOR_OR_ONCE_METHODS: &[&str] = &["map", "filter", "inspect"];
+
+/// Methods whose result is an iterator (their receiver's type does not matter).
+const ITERATOR_SOURCES: &[&str] = &[
+    "iter",
+    "iter_mut",
+    "into_iter",
+    "par_iter",
+    "par_iter_mut",
+    "into_par_iter",
+    "enumerate",
+    "zip",
+    "chain",
+    "rev",
+    "skip",
+    "take",
+    "step_by",
+    "chars",
+    "char_indices",
+    "bytes",
+    "lines",
+    "split_whitespace",
+    "windows",
+    "chunks",
+    "chunks_exact",
+    "keys",
+    "values",
+    "values_mut",
+    "drain",
+    "cycle",
+    "peekable",
+    "fuse",
+    "copied",
+    "cloned",
+    "flatten",
+    "flat_map",
+    "filter_map",
+    "scan",
+    "map_while",
+    "take_while",
+    "skip_while",
+];
+
+/// Functions that call a closure argument repeatedly.
+const REPEATING_FNS: &[&str] = &["from_fn", "repeat_with", "successors"];
+
+/// Whether `receiver` is seen to be an iterator (or an array): a range, an array literal,
+/// an iterator-making method, or `map`/`filter`/`inspect` on one.
+fn is_iterator(receiver: &Expr) -> bool {
+    match receiver {
+        Expr::Paren(p) => is_iterator(&p.expr),
+        Expr::Group(g) => is_iterator(&g.expr),
+        Expr::Range(_) | Expr::Array(_) | Expr::Repeat(_) => true,
+        Expr::MethodCall(mc) => {
+            let m = mc.method.to_string();
+            ITERATOR_SOURCES.contains(&m.as_str())
+                || (ITERATOR_OR_ONCE_METHODS.contains(&m.as_str()) && is_iterator(&mc.receiver))
+        }
+        Expr::Call(c) => match &*c.func {
+            Expr::Path(p) => p.path.segments.last().is_some_and(|s| {
+                matches!(
+                    s.ident.to_string().as_str(),
+                    "repeat" | "repeat_with" | "from_fn" | "successors" | "zip"
+                )
+            }),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Whether method `method` on `receiver` calls its closure arguments once per element.
+fn repeats_closure(method: &str, receiver: &Expr) -> bool {
+    REPEATING_METHODS.contains(&method)
+        || (ITERATOR_OR_ONCE_METHODS.contains(&method) && is_iterator(receiver))
 }
 
 fn binding_ident(pat: &Pat) -> Option<&Ident> {
@@ -324,6 +490,44 @@ impl VisitMut for Rewriter {
                 self.plate_depth = saved;
                 return;
             }
+            Expr::MethodCall(mc) => {
+                let method = mc.method.to_string();
+                let repeats = repeats_closure(&method, &mc.receiver);
+                self.visit_expr_mut(&mut mc.receiver);
+                for arg in mc.args.iter_mut() {
+                    if repeats && matches!(arg, Expr::Closure(_)) {
+                        let saved = self.repeated.replace(format!("`.{method}(...)`"));
+                        self.visit_expr_mut(arg);
+                        self.repeated = saved;
+                    } else {
+                        self.visit_expr_mut(arg);
+                    }
+                }
+                return;
+            }
+            Expr::Call(c) => {
+                let repeats = match &*c.func {
+                    Expr::Path(p) => p
+                        .path
+                        .segments
+                        .last()
+                        .map(|s| s.ident.to_string())
+                        .filter(|f| REPEATING_FNS.contains(&f.as_str())),
+                    _ => None,
+                };
+                self.visit_expr_mut(&mut c.func);
+                for arg in c.args.iter_mut() {
+                    match (&repeats, &*arg) {
+                        (Some(f), Expr::Closure(_)) => {
+                            let saved = self.repeated.replace(format!("`{f}(...)`"));
+                            self.visit_expr_mut(arg);
+                            self.repeated = saved;
+                        }
+                        _ => self.visit_expr_mut(arg),
+                    }
+                }
+                return;
+            }
             Expr::Return(r) if self.plate_depth > 0 => {
                 self.errors.push(syn::Error::new_spanned(
                     r.return_token,
@@ -341,21 +545,41 @@ impl VisitMut for Rewriter {
     }
 }
 
-/// `my_model` → `MyModelLatents`.
+/// The latents struct's name, by a rule that gives different functions different names:
+///
+/// * a snake-case name (lowercase letters and digits in non-empty words joined by single
+///   underscores) becomes CamelCase, each word capitalised, except that a word starting
+///   with a digit keeps its underscore: `my_model` → `MyModelLatents`, `model2d` →
+///   `Model2dLatents`, `model_2d` → `Model_2dLatents`;
+/// * any other name keeps its spelling and gets `__Latents`: `myModel` → `myModel__Latents`
+///   (a CamelCase rule would give `my_model`'s name).
+///
+/// The two forms never meet (only the second has `__`), and each is reversible, so two functions of one module never get the same struct name.
 pub fn latents_ident(fn_name: &Ident) -> Ident {
-    let camel: String = fn_name
-        .to_string()
-        .split('_')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let mut c = p.chars();
-            match c.next() {
-                Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-                None => String::new(),
-            }
-        })
-        .collect();
-    format_ident!("{}Latents", camel, span = fn_name.span())
+    let name = fn_name.to_string();
+    let name = name.strip_prefix("r#").unwrap_or(&name);
+    let words: Vec<&str> = name.split('_').collect();
+    let snake = words.iter().all(|w| {
+        !w.is_empty()
+            && w.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    }) && words[0].starts_with(|c: char| c.is_ascii_lowercase());
+    let base = if snake {
+        words
+            .iter()
+            .map(|w| {
+                let mut c = w.chars();
+                match c.next() {
+                    Some(f) if f.is_ascii_digit() => format!("_{w}"),
+                    Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+                    None => String::new(),
+                }
+            })
+            .collect::<String>()
+    } else {
+        format!("{name}__")
+    };
+    format_ident!("{}Latents", base, span = fn_name.span())
 }
 
 /// One field of the latents struct.
@@ -376,7 +600,10 @@ pub fn latents_struct(func: &ItemFn, sites: &[SiteRecord]) -> TokenStream {
     let vis = &func.vis;
     let name = latents_ident(&func.sig.ident);
     let mut fields: Vec<LatentField> = Vec::new();
-    for s in sites.iter().filter(|s| s.kind == "sample" && !s.in_loop) {
+    for s in sites
+        .iter()
+        .filter(|s| s.kind == "sample" && !s.in_loop && s.in_repeated_closure.is_none())
+    {
         if let Some((n, span)) = &s.name {
             if let Ok(mut ident) = syn::parse_str::<Ident>(n) {
                 ident.set_span(*span);
@@ -436,6 +663,7 @@ pub fn latents_struct(func: &ItemFn, sites: &[SiteRecord]) -> TokenStream {
     quote! {
         #[doc = #doc]
         #[derive(Debug, Clone)]
+        #[allow(non_camel_case_types)]
         #vis struct #name {
             #( #decls, )*
         }

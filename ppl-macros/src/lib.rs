@@ -9,8 +9,9 @@
 //!    `observe!`, `param!`, `plate!`, `factor!`, `deterministic!`, `module!`, `input!`)
 //!    inside it;
 //! 2. **validate** (`validate.rs`): the signature, duplicate literal site names (allowed
-//!    only in exclusive arms of an `if`/`else` or `match`), literal names inside loops,
-//!    `return` inside `plate!`;
+//!    only in exclusive arms of an `if`/`else` or `match`), literal names inside loops or
+//!    inside closures that an iterator method calls once per element (`.map(|i| ...)` on
+//!    an iterator, `for_each`, `repeat_with`, ...), `return` inside `plate!`;
 //! 3. **expand** (`expand.rs`): each primitive becomes a call on the model's context
 //!    (`ctx.sample(name, dist)?`), a `&mut Ctx` parameter is added in front of the
 //!    function's own, after any `self` receiver (unless the function already takes
@@ -36,8 +37,12 @@ use syn::visit_mut::VisitMut;
 /// documentation for the primitives.
 ///
 /// * **Functions**: `#[model] fn f(args) -> Result<T>` becomes
-///   `fn f(ctx: &mut ppl::Ctx, args) -> Result<T>`, and a `<F>Latents` struct (`f` in
-///   CamelCase) is generated next to it.
+///   `fn f(ctx: &mut ppl::Ctx, args) -> Result<T>`, and a `<F>Latents` struct is
+///   generated next to it: `f` in CamelCase for a snake-case name (`my_model` →
+///   `MyModelLatents`), where a word starting with a digit keeps its underscore so that
+///   names differing only by underscores stay apart (`model_2d` → `Model_2dLatents`,
+///   `model2d` → `Model2dLatents`); any other name keeps its spelling and gets
+///   `__Latents` (`myModel` → `myModel__Latents`).
 /// * **Methods**: `#[model] fn f(&self, args)` (any `self` receiver, `&mut self` included)
 ///   in an `impl` block becomes `fn f(&self, ctx: &mut ppl::Ctx, args)`. No latents struct
 ///   is generated for a method, because an `impl` block cannot contain a struct;
@@ -52,6 +57,12 @@ use syn::visit_mut::VisitMut;
 ///
 /// Arguments: `#[model]`, `#[model(latents)]` (the default for functions; an error on
 /// methods), `#[model(no_latents)]` (no struct).
+///
+/// A literal site name inside a loop, or inside a closure that an iterator method calls
+/// once per element (`(0..n).map(|i| ...)`, `.for_each(..)`, `iter::repeat_with(..)`, ...),
+/// is a compile error suggesting a dynamic name (`("x", i)`, `format!("x_{i}")`).
+/// Closures the macro cannot see being repeated fail at run time with a duplicate-site
+/// error naming the site.
 ///
 /// The latents struct has one field per literal `sample!` name outside loops: a `Tensor`
 /// for a site that runs on every execution, an `Option<Tensor>` for a name used only in

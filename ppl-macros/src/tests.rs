@@ -167,3 +167,45 @@ fn no_latents_on_a_free_function() {
         expect_file!["snapshots/no_latents.rs"],
     );
 }
+
+#[test]
+fn latents_names_differ_for_names_that_differ_only_by_underscores() {
+    let name = |f: &str| {
+        crate::expand::latents_ident(&syn::Ident::new(f, proc_macro2::Span::call_site()))
+            .to_string()
+    };
+    assert_eq!(name("my_model"), "MyModelLatents");
+    assert_eq!(name("model2d"), "Model2dLatents");
+    assert_eq!(name("model_2d"), "Model_2dLatents");
+    assert_eq!(name("model_2_d"), "Model_2DLatents");
+    assert_eq!(name("myModel"), "myModel__Latents");
+    assert_eq!(name("my__model"), "my__model__Latents");
+    assert_eq!(name("_model"), "_model__Latents");
+    let all = [
+        "my_model",
+        "mymodel",
+        "my_mo_del",
+        "mymo_del",
+        "model2d",
+        "model_2d",
+        "model_2_d",
+        "model_2d_",
+        "model__2d",
+        "myModel",
+        "MyModel",
+        "my__model",
+        "_my_model",
+        "my_model_",
+        "a_1_2",
+        "a_12",
+        "a1_2",
+        "a12",
+        "a_1b",
+        "a1b",
+        "a_1_b",
+    ];
+    let mut names: Vec<String> = all.iter().map(|f| name(f)).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), all.len(), "{names:?}");
+}

@@ -3,8 +3,8 @@
 use crate::expand::SiteRecord;
 use syn::{FnArg, ItemFn, Type};
 
-/// Duplicate literal site names, and literal names inside loops (they would repeat at run
-/// time). Params may repeat (the same parameter used twice). Two sites may share a name
+/// Duplicate literal site names, and literal names inside loops or inside closures that
+/// an iterator method calls once per element (they would repeat at run time). Params may repeat (the same parameter used twice). Two sites may share a name
 /// when they sit in exclusive arms of one `if`/`else` or `match` (at most one runs).
 pub fn check_sites(sites: &[SiteRecord]) -> Vec<syn::Error> {
     let mut errors = Vec::new();
@@ -27,7 +27,17 @@ pub fn check_sites(sites: &[SiteRecord]) -> Vec<syn::Error> {
                 ),
             ));
         }
-        if s.in_loop {
+        if let Some(caller) = &s.in_repeated_closure {
+            errors.push(syn::Error::new(
+                *span,
+                format!(
+                    "site `{name}` is inside a closure that {caller} calls once per element, \
+                     so its name would repeat at run time; use a dynamic name built from the \
+                     element or its index, such as `(\"{name}\", i)` or \
+                     `format!(\"{name}_{{i}}\")` (e.g. with `.enumerate()`)"
+                ),
+            ));
+        } else if s.in_loop {
             errors.push(syn::Error::new(
                 *span,
                 format!(
