@@ -205,7 +205,7 @@ impl Trainer {
         }
         match self.apply(ctx, &out.loss, step)? {
             Applied::Updated(_) => Ok(Some(out.value)),
-            Applied::NonFiniteGradient(_) => Ok(None),
+            _ => Ok(None),
         }
     }
 
@@ -253,29 +253,32 @@ impl Trainer {
             let step = self.step;
             let out = engine.step(ctx)?;
             self.step += 1;
-            if !out.value.is_finite() {
-                report.skipped += 1;
-                in_row += 1;
-                if in_row > self.max_non_finite {
-                    return Err(PplError::NonFiniteLoss {
-                        step,
-                        count: in_row,
-                    });
-                }
-                continue;
-            }
-            let lr = match self.apply(ctx, &out.loss, step)? {
+            let applied = if out.value.is_finite() {
+                self.apply(ctx, &out.loss, step)?
+            } else {
+                Applied::NonFiniteLoss
+            };
+            let lr = match applied {
                 Applied::Updated(lr) => lr,
-                Applied::NonFiniteGradient(params) => {
+                skipped => {
                     report.skipped += 1;
-                    report.skipped_gradients += 1;
                     in_row += 1;
-                    if in_row > self.max_non_finite {
-                        return Err(PplError::NonFiniteGradient {
+                    let err = match skipped {
+                        Applied::NonFiniteGradient(params) => {
+                            report.skipped_gradients += 1;
+                            PplError::NonFiniteGradient {
+                                step,
+                                count: in_row,
+                                params,
+                            }
+                        }
+                        _ => PplError::NonFiniteLoss {
                             step,
                             count: in_row,
-                            params,
-                        });
+                        },
+                    };
+                    if in_row > self.max_non_finite {
+                        return Err(err);
                     }
                     continue;
                 }
@@ -324,6 +327,8 @@ enum Applied {
     Updated(f64),
     /// Nothing was updated: these parameters' gradients had a NaN or infinite entry.
     NonFiniteGradient(Vec<String>),
+    /// Nothing was computed: the loss was not finite.
+    NonFiniteLoss,
 }
 
 /// The names of the variables whose gradient has a NaN or infinite entry. One reduction
