@@ -175,7 +175,10 @@ impl<'a, M: Model + ?Sized> EnergyModel<'a, M> {
         if !info.model.sites().iter().any(in_plate) {
             return Err(PplError::config(
                 "EnergyModel",
-                format!("the model has no site inside a plate named `{}`", self.plate),
+                format!(
+                    "the model has no site inside a plate named `{}`",
+                    self.plate
+                ),
             ));
         }
         let mut latents = Vec::new();
@@ -264,15 +267,18 @@ impl<'a, M: Model + ?Sized> EnergyModel<'a, M> {
     }
 
     pub(crate) fn latent(&self, name: &SiteName) -> Result<&LatentInfo> {
-        self.latents.iter().find(|l| &l.name == name).ok_or_else(|| {
-            PplError::config(
-                "EnergyModel",
-                format!(
-                    "`{name}` is not a latent site of the model (latents: {:?})",
-                    self.latent_names()
-                ),
-            )
-        })
+        self.latents
+            .iter()
+            .find(|l| &l.name == name)
+            .ok_or_else(|| {
+                PplError::config(
+                    "EnergyModel",
+                    format!(
+                        "`{name}` is not a latent site of the model (latents: {:?})",
+                        self.latent_names()
+                    ),
+                )
+            })
     }
 
     /// Energies `[G, B]` of the `G` candidate latents `z` (each value `[G, …]` with the
@@ -293,7 +299,10 @@ impl<'a, M: Model + ?Sized> EnergyModel<'a, M> {
         for (n, v) in z.iter() {
             lifted.insert(n.clone(), v.unsqueeze(0)?);
         }
-        Ok(self.evaluate(ctx, 1, Some(&lifted), data)?.energy.squeeze(0)?)
+        Ok(self
+            .evaluate(ctx, 1, Some(&lifted), data)?
+            .energy
+            .squeeze(0)?)
     }
 
     /// The common leading size of the values in `z`, checked.
@@ -321,7 +330,10 @@ impl<'a, M: Model + ?Sized> EnergyModel<'a, M> {
             }
         }
         g.filter(|g| *g > 0).ok_or_else(|| {
-            PplError::config("EnergyModel", "no latent values given, or a candidate size of 0")
+            PplError::config(
+                "EnergyModel",
+                "no latent values given, or a candidate size of 0",
+            )
         })
     }
 
@@ -362,9 +374,8 @@ impl<'a, M: Model + ?Sized> EnergyModel<'a, M> {
         };
         let model = self.model;
         let ((), trace) = ctx.trace(|ctx| {
-            let run = |ctx: &mut Ctx| {
-                ctx.plate(EBM_PLATE, g, opts, |ctx, _| model.run(ctx).map(|_| ()))
-            };
+            let run =
+                |ctx: &mut Ctx| ctx.plate(EBM_PLATE, g, opts, |ctx, _| model.run(ctx).map(|_| ()));
             ctx.handle(KeepSubsamples(data.subsamples.clone()), |ctx| {
                 ctx.handle(Condition::new(data.values.clone()), |ctx| {
                     ctx.handle(sub, run).map(|(r, _)| r)
@@ -381,7 +392,10 @@ impl<'a, M: Model + ?Sized> EnergyModel<'a, M> {
                 if !z.contains(&l.name) {
                     return Err(PplError::config(
                         "EnergyModel",
-                        format!("no value for latent `{}`: every latent must be searched", l.name),
+                        format!(
+                            "no value for latent `{}`: every latent must be searched",
+                            l.name
+                        ),
                     ));
                 }
             }

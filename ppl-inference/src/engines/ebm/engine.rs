@@ -146,7 +146,11 @@ impl<'a, M: Model + ?Sized> Ebm<'a, M> {
 fn z_norm(z: &ChoiceMap) -> Result<f64> {
     let (mut s, mut n) = (0.0, 0usize);
     for (_, v) in z.iter() {
-        s += v.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+        s += v
+            .to_dtype(DType::F64)?
+            .sqr()?
+            .sum_all()?
+            .to_scalar::<f64>()?;
         n += v.elem_count();
     }
     Ok(if n == 0 { 0.0 } else { (s / n as f64).sqrt() })
@@ -165,7 +169,10 @@ impl<M: Model + ?Sized> Engine for Ebm<'_, M> {
         if self.loss.is_contrastive() && self.contrastive.is_none() {
             return Err(PplError::config(
                 "Ebm",
-                format!("{:?} needs contrastive samples (Ebm::with_contrastive)", self.loss),
+                format!(
+                    "{:?} needs contrastive samples (Ebm::with_contrastive)",
+                    self.loss
+                ),
             ));
         }
         self.energy.init(ctx)
@@ -203,7 +210,10 @@ impl<M: Model + ?Sized> Engine for Ebm<'_, M> {
             (None, true) => {
                 return Err(PplError::config(
                     "Ebm",
-                    format!("{:?} needs contrastive samples (Ebm::with_contrastive)", self.loss),
+                    format!(
+                        "{:?} needs contrastive samples (Ebm::with_contrastive)",
+                        self.loss
+                    ),
                 ))
             }
             _ => None,

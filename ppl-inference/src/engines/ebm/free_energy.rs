@@ -63,7 +63,11 @@ impl FreeEnergy {
 /// maximum taken out), with optional log importance weights `log_w` `[G, B]` (absent: all
 /// 1); and the soft-argmin weights `softmax_g(−βE_g + log w_g)` `[G, B]`. As `β → ∞` it
 /// tends to `min_g E_g`, as `β → 0` to the (weighted) mean energy.
-pub fn relaxed_min(energies: &Tensor, beta: f64, log_w: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+pub fn relaxed_min(
+    energies: &Tensor,
+    beta: f64,
+    log_w: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
     Temperature::Beta(beta).check()?;
     if energies.rank() != 2 {
         return Err(PplError::invalid_argument(

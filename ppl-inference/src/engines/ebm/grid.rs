@@ -54,7 +54,11 @@ impl Grid {
 
     /// `n` evenly spaced values from `lo` to `hi`, both included (`n = 1`: `lo`).
     pub fn linspace(site: impl Into<SiteName>, lo: f64, hi: f64, n: usize) -> Result<Self> {
-        let step = if n > 1 { (hi - lo) / (n - 1) as f64 } else { 0.0 };
+        let step = if n > 1 {
+            (hi - lo) / (n - 1) as f64
+        } else {
+            0.0
+        };
         let values = (0..n).map(|i| lo + step * i as f64).collect();
         Self::single(site.into(), values, Vec::new(), n)
     }

@@ -98,7 +98,10 @@ impl<'a> Inference<'a> {
 
     /// Adds an encoder's prediction as a refinement start (amortised initialisation);
     /// [`Ebm::with_encoder_training`](super::Ebm::with_encoder_training) trains it.
-    pub fn with_encoder(mut self, encoder: impl FnMut(&mut Ctx, &Data) -> Result<ChoiceMap> + 'a) -> Self {
+    pub fn with_encoder(
+        mut self,
+        encoder: impl FnMut(&mut Ctx, &Data) -> Result<ChoiceMap> + 'a,
+    ) -> Self {
         self.encoder = Some(Box::new(encoder));
         self
     }
@@ -115,7 +118,10 @@ impl<'a> Inference<'a> {
     fn check(&self) -> Result<()> {
         self.temperature.check()?;
         if self.grid.is_some() && self.samples > 0 {
-            return Err(PplError::config("Inference", "use a grid or samples, not both"));
+            return Err(PplError::config(
+                "Inference",
+                "use a grid or samples, not both",
+            ));
         }
         let candidates = self.grid.is_some() || self.samples > 0;
         if self.refine.is_some() {
@@ -147,7 +153,12 @@ impl<M: Model + ?Sized> EnergyModel<'_, M> {
     /// The free energy `f` is differentiable in the model's parameters: the grid's or
     /// samples' (log-sum-exp) expression, or after refinement the energy at the detached
     /// minimiser (envelope theorem: `∇_θ F∞ = ∇_θ E(x, y, ž)`).
-    pub fn infer(&mut self, ctx: &mut Ctx, inference: &mut Inference, data: &Data) -> Result<FreeEnergy> {
+    pub fn infer(
+        &mut self,
+        ctx: &mut Ctx,
+        inference: &mut Inference,
+        data: &Data,
+    ) -> Result<FreeEnergy> {
         Ok(self.infer_with_prediction(ctx, inference, data)?.0)
     }
 

@@ -6,7 +6,8 @@
 //! | `energy.rs` | [`EnergyModel`]: a model read as `E(x, y, z)` per data point, evaluated for `G` candidate latents in one vectorised run; [`Penalty`], [`Data`] |
 //! | `free_energy.rs` | [`FreeEnergy`] (per point `F`, `ž`, energies, soft-argmin weights), [`Temperature`], [`relaxed_min`] |
 //! | `grid.rs` | [`Grid`] (linspace, periodic, from a tensor, products) and `EnergyModel::grid_search` |
-//! | `refine.rs` | [`Refine`] ([`Method`]: gradient descent, Adam), [`Starts`] (restarts), `EnergyModel::refine`, `prior_starts` |
+//! | `refine.rs` | [`Refine`] ([`Method`]: gradient descent, Adam, L-BFGS), [`Starts`] (restarts), `EnergyModel::refine`, `prior_starts` |
+//! | `lbfgs.rs` | L-BFGS vectorised over points and restarts (two-loop recursion, per-point Armijo backtracking) |
 //! | `sampling.rs` | `EnergyModel::sample_free_energy`: Monte Carlo / importance-sampled `F_β` |
 //! | `inference.rs` | [`Inference`]: the recipe (candidates, temperature, refinement, restarts, [`Encoder`]) and `EnergyModel::infer` |
 //! | `loss.rs` | [`Loss`] (energy, hinge, log), [`encoder_loss`] |
@@ -17,6 +18,7 @@ mod engine;
 mod free_energy;
 mod grid;
 mod inference;
+mod lbfgs;
 mod loss;
 mod refine;
 mod sampling;

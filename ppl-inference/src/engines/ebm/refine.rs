@@ -18,6 +18,14 @@ pub enum Method {
         /// The step size.
         lr: f64,
     },
+    /// L-BFGS per point (two-loop recursion over the last `history` pairs of each point,
+    /// Armijo backtracking line search per point from the unit step), vectorised over
+    /// points and restarts. Hand-written: the problems are many small independent ones,
+    /// which a general solver would run one by one.
+    Lbfgs {
+        /// The number of `(s, y)` pairs kept (≥ 1).
+        history: usize,
+    },
 }
 
 /// Gradient refinement of the latents: a method and a number of steps.
@@ -53,6 +61,21 @@ impl Refine {
         Self::check(lr)?;
         Ok(Refine {
             method: Method::Adam { lr },
+            steps,
+        })
+    }
+
+    /// `steps` iterations of L-BFGS keeping `history ≥ 1` pairs (each iteration runs the
+    /// model for the gradient and for each line-search trial).
+    pub fn lbfgs(history: usize, steps: usize) -> Result<Self> {
+        if history == 0 {
+            return Err(PplError::config(
+                "Refine::lbfgs",
+                "the history must be at least 1",
+            ));
+        }
+        Ok(Refine {
+            method: Method::Lbfgs { history },
             steps,
         })
     }
@@ -115,7 +138,10 @@ impl Starts {
         let mut values = ChoiceMap::new();
         for (n, v) in self.values.iter() {
             let w = other.values.get(n).ok_or_else(|| {
-                PplError::config("Starts::and", format!("`{n}` is missing from the second set"))
+                PplError::config(
+                    "Starts::and",
+                    format!("`{n}` is missing from the second set"),
+                )
             })?;
             values.insert(n.clone(), Tensor::cat(&[v, &w.to_dtype(v.dtype())?], 0)?);
         }
@@ -233,7 +259,9 @@ impl<M: Model + ?Sized> EnergyModel<'_, M> {
     ) -> Result<FreeEnergy> {
         self.ensure_init(ctx)?;
         let r = starts.r;
-        let mut sites: Vec<(LatentInfo, Coord, Var, Tensor, Tensor)> = Vec::new();
+        let mut coords = Vec::new();
+        let mut us = Vec::new();
+        let mut axes = Vec::new();
         for l in &self.latents {
             let z0 = starts.values.get(&l.name).ok_or_else(|| {
                 PplError::config(
@@ -253,73 +281,63 @@ impl<M: Model + ?Sized> EnergyModel<'_, M> {
                 ));
             }
             let coord = Coord::of(l, self.periodic.get(&l.name))?;
-            let u = Var::from_tensor(&coord.inverse(&z0.detach())?)?;
-            let zeros = u.as_tensor().zeros_like()?;
-            sites.push((l.clone(), coord, u, zeros.clone(), zeros));
+            us.push(coord.inverse(&z0.detach())?);
+            coords.push(coord);
+            axes.push(l.data_axis + 1);
         }
-        let mut data = data.clone();
-        let mut best_e: Option<Tensor> = None;
-        let mut best_z: Vec<Tensor> = Vec::new();
-        for t in 0..=refine.steps {
-            let mut z = ChoiceMap::new();
-            let mut zs = Vec::with_capacity(sites.len());
-            for (l, coord, u, _, _) in &sites {
-                let v = coord.forward(u.as_tensor())?;
-                z.insert(l.name.clone(), v.clone());
-                zs.push(v);
+        let mut run = Run {
+            coords,
+            axes,
+            r,
+            data: data.clone(),
+            best_e: None,
+            best_z: Vec::new(),
+        };
+        match refine.method {
+            Method::Lbfgs { history } => {
+                super::lbfgs::minimise(self, ctx, &mut run, us, history, refine.steps)?
             }
-            let ev = self.evaluate(ctx, r, Some(&z), &data)?;
-            if data.subsamples.is_empty() {
-                data.subsamples = subsamples_of(&ev.trace);
-            }
-            let e = ev.energy.detach();
-            match &best_e {
-                None => {
-                    best_z = zs.iter().map(|v| v.detach()).collect();
-                    best_e = Some(e);
-                }
-                Some(b) => {
-                    let better = e.lt(b)?;
-                    for ((l, ..), (bz, v)) in sites.iter().zip(best_z.iter_mut().zip(&zs)) {
-                        let m = per_point_mask(&better, v, l.data_axis + 1)?;
-                        *bz = m.where_cond(&v.detach(), bz)?;
+            Method::GradientDescent { .. } | Method::Adam { .. } => {
+                let mut m: Vec<Tensor> = us
+                    .iter()
+                    .map(|u| u.zeros_like())
+                    .collect::<candle_core::Result<_>>()?;
+                let mut v = m.clone();
+                for t in 0..=refine.steps {
+                    let grads = run.eval(self, ctx, &us, t < refine.steps)?.1;
+                    if t == refine.steps {
+                        break;
                     }
-                    best_e = Some(better.where_cond(&e, b)?);
-                }
-            }
-            if t == refine.steps {
-                break;
-            }
-            let grads = ev.energy.sum_all()?.backward()?;
-            for (_, _, u, m, v) in &mut sites {
-                let Some(g) = grads.get(u.as_tensor()) else {
-                    continue;
-                };
-                // A NaN gradient (e.g. outside a support) leaves the point where it is.
-                let g = g.ne(g)?.where_cond(&g.zeros_like()?, g)?;
-                match refine.method {
-                    Method::GradientDescent { lr } => {
-                        u.set(&(u.as_tensor() - g.affine(lr, 0.0)?)?)?;
-                    }
-                    Method::Adam { lr } => {
-                        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
-                        *m = (m.affine(b1, 0.0)? + g.affine(1.0 - b1, 0.0)?)?;
-                        *v = (v.affine(b2, 0.0)? + g.sqr()?.affine(1.0 - b2, 0.0)?)?;
-                        let k = (t + 1) as i32;
-                        let mh = m.affine(1.0 / (1.0 - b1.powi(k)), 0.0)?;
-                        let vh = v.affine(1.0 / (1.0 - b2.powi(k)), 0.0)?;
-                        let step = mh.div(&vh.sqrt()?.affine(1.0, eps)?)?.affine(lr, 0.0)?;
-                        u.set(&(u.as_tensor() - step)?)?;
+                    for (k, g) in grads.iter().enumerate() {
+                        match refine.method {
+                            Method::Adam { lr } => {
+                                let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
+                                m[k] = (m[k].affine(b1, 0.0)? + g.affine(1.0 - b1, 0.0)?)?;
+                                v[k] = (v[k].affine(b2, 0.0)? + g.sqr()?.affine(1.0 - b2, 0.0)?)?;
+                                let p = (t + 1) as i32;
+                                let mh = m[k].affine(1.0 / (1.0 - b1.powi(p)), 0.0)?;
+                                let vh = v[k].affine(1.0 / (1.0 - b2.powi(p)), 0.0)?;
+                                let step =
+                                    mh.div(&vh.sqrt()?.affine(1.0, eps)?)?.affine(lr, 0.0)?;
+                                us[k] = (&us[k] - step)?;
+                            }
+                            Method::GradientDescent { lr } => {
+                                us[k] = (&us[k] - g.affine(lr, 0.0)?)?;
+                            }
+                            Method::Lbfgs { .. } => {}
+                        }
                     }
                 }
             }
         }
-        let best_e = best_e.ok_or_else(|| PplError::config("EnergyModel::refine", "no step"))?;
+        let best_e = run
+            .best_e
+            .ok_or_else(|| PplError::config("EnergyModel::refine", "no step"))?;
         let idx = best_e.argmin(0)?;
         let f = best_e.gather(&idx.unsqueeze(0)?, 0)?.squeeze(0)?;
         let mut zhat = ChoiceMap::new();
-        for ((l, ..), bz) in sites.iter().zip(&best_z) {
-            zhat.insert(l.name.clone(), select_per_point(bz, &idx, l.data_axis + 1)?);
+        for ((l, bz), axis) in self.latents.iter().zip(&run.best_z).zip(&run.axes) {
+            zhat.insert(l.name.clone(), select_per_point(bz, &idx, *axis)?);
         }
         Ok(FreeEnergy {
             f: f.clone(),
@@ -327,17 +345,88 @@ impl<M: Model + ?Sized> EnergyModel<'_, M> {
             z: zhat,
             energies: Some(best_e),
             weights: None,
-            subsamples: data.subsamples,
+            subsamples: run.data.subsamples,
         })
+    }
+}
+
+/// The state of one refinement: coordinates, data, and the best iterate per point.
+pub(crate) struct Run {
+    coords: Vec<Coord>,
+    /// The data axis of each site's `[R, …site shape]` tensors.
+    pub(crate) axes: Vec<usize>,
+    r: usize,
+    data: Data,
+    best_e: Option<Tensor>,
+    best_z: Vec<Tensor>,
+}
+
+impl Run {
+    /// Energies `[R, B]` at unconstrained `us` (detached) and, when `grad`, their
+    /// gradients with respect to `us` (a NaN entry, e.g. outside a support, becomes 0);
+    /// records the best iterate per point.
+    pub(crate) fn eval<M: Model + ?Sized>(
+        &mut self,
+        em: &EnergyModel<'_, M>,
+        ctx: &mut Ctx,
+        us: &[Tensor],
+        grad: bool,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let vars = us
+            .iter()
+            .map(|u| Var::from_tensor(&u.detach()))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let mut z = ChoiceMap::new();
+        let mut zs = Vec::with_capacity(us.len());
+        for ((l, c), v) in em.latents.iter().zip(&self.coords).zip(&vars) {
+            let zv = c.forward(v.as_tensor())?;
+            z.insert(l.name.clone(), zv.clone());
+            zs.push(zv.detach());
+        }
+        let ev = em.evaluate(ctx, self.r, Some(&z), &self.data)?;
+        if self.data.subsamples.is_empty() {
+            self.data.subsamples = subsamples_of(&ev.trace);
+        }
+        let e = ev.energy.detach();
+        self.track(&e, &zs)?;
+        let mut grads = Vec::new();
+        if grad {
+            let store = ev.energy.sum_all()?.backward()?;
+            for v in &vars {
+                let g = match store.get(v.as_tensor()) {
+                    Some(g) => g.clone(),
+                    None => v.as_tensor().zeros_like()?,
+                };
+                grads.push(g.ne(&g)?.where_cond(&g.zeros_like()?, &g)?);
+            }
+        }
+        Ok((e, grads))
+    }
+
+    fn track(&mut self, e: &Tensor, zs: &[Tensor]) -> Result<()> {
+        match &self.best_e {
+            None => {
+                self.best_z = zs.to_vec();
+                self.best_e = Some(e.clone());
+            }
+            Some(b) => {
+                let better = e.lt(b)?;
+                for ((bz, v), axis) in self.best_z.iter_mut().zip(zs).zip(&self.axes) {
+                    let m = per_point_mask(&better, v, *axis)?;
+                    *bz = m.where_cond(v, bz)?;
+                }
+                self.best_e = Some(better.where_cond(e, b)?);
+            }
+        }
+        Ok(())
     }
 }
 
 /// `mask` `[R, B]` reshaped so that it broadcasts over `v` `[R, …]` with the points at
 /// axis `data_axis` of `v`.
-fn per_point_mask(mask: &Tensor, v: &Tensor, data_axis: usize) -> Result<Tensor> {
+pub(crate) fn per_point_mask(mask: &Tensor, v: &Tensor, data_axis: usize) -> Result<Tensor> {
     let mut shape = vec![1usize; v.rank()];
     shape[0] = mask.dim(0)?;
     shape[data_axis] = mask.dim(1)?;
     Ok(mask.reshape(shape)?.broadcast_as(v.dims())?.contiguous()?)
 }
-
