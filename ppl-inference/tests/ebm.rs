@@ -848,3 +848,48 @@ fn product_grids_search_several_latents_and_minibatches_stay_fixed_within_a_step
         .product(Grid::linspace("z1", 0.0, 1.0, 2).unwrap())
         .is_err());
 }
+
+#[test]
+fn a_flat_improper_latent_in_r2_is_refined_from_an_encoder() {
+    // z ∈ R² flat (ImproperUniform, log p = 0), E = |y − A z|² with A = diag(2, 0.5):
+    // F∞ = 0 at ž = A⁻¹ y. The encoder guesses z = 0; L-BFGS on a quadratic with two
+    // curvatures (8 and 0.5) finds ž to 1e-8 within a few iterations.
+    let y = Tensor::new(&[[1.0f64, -2.0], [0.5, 0.25], [-3.0, 1.0]], &Device::Cpu).unwrap();
+    let a = Tensor::new(&[2.0f64, 0.5], &Device::Cpu).unwrap();
+    let model = move |ctx: &mut Ctx| -> Result<()> {
+        ctx.plate("data", 3, PlateOpts::default(), |ctx, _| {
+            let z = ctx.sample(
+                "z",
+                ImproperUniform::new(&[], &[2], DType::F64, &Device::Cpu)?,
+            )?;
+            let e = y
+                .broadcast_sub(&z.broadcast_mul(&a)?)?
+                .sqr()?
+                .sum(candle_core::D::Minus1)?;
+            ctx.factor("energy", &e.neg()?)
+        })
+    };
+    let mut ctx = Ctx::new(0);
+    let mut em = EnergyModel::new(&model, "data");
+    let mut inf = Inference::refined(Refine::lbfgs(3, 10).unwrap(), 0).with_encoder(|_, _| {
+        Ok(ChoiceMap::new().with("z", Tensor::zeros((3, 2), DType::F64, &Device::Cpu)?))
+    });
+    let fe = em.infer(&mut ctx, &mut inf, &Data::model()).unwrap();
+    let z = host(fe.z.get(&"z".into()).unwrap());
+    let want = [0.5, -4.0, 0.25, 0.5, -1.5, 2.0];
+    for k in 0..6 {
+        assert!(
+            (z[k] - want[k]).abs() < 1e-8,
+            "{k}: {} vs {}",
+            z[k],
+            want[k]
+        );
+    }
+    assert!(host(&fe.f).iter().all(|f| f.abs() < 1e-14));
+    // Prior draws are impossible for an improper latent: a typed error.
+    let e = em.prior_starts(&mut ctx, 2, &Data::model()).unwrap_err();
+    assert!(
+        matches!(e.root_cause(), PplError::NotAvailable { .. }),
+        "{e}"
+    );
+}

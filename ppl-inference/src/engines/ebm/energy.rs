@@ -92,7 +92,10 @@ pub(crate) struct Evaluation {
 /// optional [`Penalty`]. A `Uniform` prior has the constant density `1/|Z|` on its support:
 /// that constant is the normalisation of the relaxed free energy
 /// `F_β = −(1/β) log((1/|Z|) ∫ exp(−βE) dz)`, so such a latent only gives the support (and
-/// its contribution to `E` is 0). A `Normal(0, σ)` prior is L2 regularisation of `z`.
+/// its contribution to `E` is 0). An `ImproperUniform` latent (flat on the reals,
+/// `log p = 0`) is an unregularised `z ∈ R^d`; it cannot be sampled, so search it by a
+/// grid or refine it from a grid, an encoder or given starts. A `Normal(0, σ)` prior is
+/// L2 regularisation of `z`.
 /// Sites outside the data plate (priors or penalties on parameters) are not part of the
 /// per-point energy; every latent must be inside the data plate (a latent per point).
 ///
@@ -170,7 +173,22 @@ impl<'a, M: Model + ?Sized> EnergyModel<'a, M> {
     /// data plate and that every periodic site exists. Idempotent; every search method
     /// calls it when it has not run.
     pub fn init(&mut self, ctx: &mut Ctx) -> Result<()> {
-        let info = ModelInfo::probe_model(ctx, self.model)?;
+        // A flat improper latent cannot be drawn: the probe gives it zeros.
+        let model = self.model;
+        let probe = move |ctx: &mut Ctx| -> Result<()> {
+            let zeros = Substitute::with_fn(|msg: &Message| {
+                let d = msg
+                    .dist
+                    .as_ref()
+                    .filter(|d| d.family() == "ImproperUniform")?;
+                let mut shape = d.batch_shape().to_vec();
+                shape.extend_from_slice(d.event_shape());
+                Tensor::zeros(shape, d.dtype(), &d.device()).ok()
+            });
+            ctx.handle(zeros, |ctx| model.run(ctx).map(|_| ()))
+                .map(|(r, _)| r)
+        };
+        let info = ModelInfo::probe_model(ctx, &probe)?;
         let in_plate = |s: &ppl_core::Site| s.plates.iter().any(|f| f.name.matches(&self.plate));
         if !info.model.sites().iter().any(in_plate) {
             return Err(PplError::config(
@@ -216,7 +234,7 @@ impl<'a, M: Model + ?Sized> EnergyModel<'a, M> {
                     ),
                 ));
             }
-            let flat = dist.family() == "Uniform";
+            let flat = matches!(dist.family(), "Uniform" | "ImproperUniform");
             let mut support = dist.support();
             while let Constraint::Independent(inner, _) = support {
                 support = *inner;

@@ -40,7 +40,7 @@ pub type Contrastive<'a> = Box<dyn FnMut(&mut Ctx, &Data) -> Result<ChoiceMap> +
 ///
 /// Metrics: `free_energy` (mean `F` on data), `z_norm` (root mean square of `ž` over
 /// points and latent elements), and with a contrastive loss `contrastive_free_energy`.
-/// Inference alone (no training) is [`EnergyModel::infer`]. Run by [`Svi`](super::Svi)
+/// Inference alone (no training) is [`EnergyModel::infer`]. Run by [`Svi`](crate::engines::Svi)
 /// with an `AutoDelta` guide the same model is fitted by MAP: zero-temperature inference
 /// finds the same `ž` and energy.
 pub struct Ebm<'a, M: ?Sized> {
