@@ -43,6 +43,38 @@ pub type Contrastive<'a> = Box<dyn FnMut(&mut Ctx, &Data) -> Result<ChoiceMap> +
 /// Inference alone (no training) is [`EnergyModel::infer`]. Run by [`Svi`](crate::engines::Svi)
 /// with an `AutoDelta` guide the same model is fitted by MAP: zero-temperature inference
 /// finds the same `ž` and energy.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use ppl_core::prelude::*;
+/// use ppl_inference::engines::{Data, Ebm, EnergyModel, Grid, Inference, Loss, Refine};
+/// use ppl_inference::{Adam, Trainer};
+/// use std::f64::consts::PI;
+/// # fn main() -> ppl_core::Result<()> {
+/// // Points y on an ellipse; decoder g(z) = (w₁ cos z, w₂ sin z), z an angle per point.
+/// let y = Tensor::new(&[[2.0f64, 0.0], [0.0, 1.5], [-2.0, 0.0]], &Device::Cpu)?;
+/// let model = move |ctx: &mut Ctx| -> Result<()> {
+///     let w = ctx.param("w", || Ok(Tensor::new(&[-1.5f64, 0.4], &Device::Cpu)?), Constraint::Real)?;
+///     ctx.plate("data", 3, PlateOpts::default(), |ctx, _| {
+///         let (lo, hi) = (Tensor::new(0.0f64, &Device::Cpu)?, Tensor::new(2.0 * PI, &Device::Cpu)?);
+///         let z = ctx.sample("z", Uniform::new(&lo, &hi)?)?; // [B], or [G, B] in a search
+///         let d1 = y.narrow(1, 0, 1)?.squeeze(1)?.broadcast_sub(&z.cos()?.broadcast_mul(&w.get(0)?)?)?;
+///         let d2 = y.narrow(1, 1, 1)?.squeeze(1)?.broadcast_sub(&z.sin()?.broadcast_mul(&w.get(1)?)?)?;
+///         ctx.factor("energy", &(d1.sqr()? + d2.sqr()?)?.neg()?) // −E
+///     })
+/// };
+/// let mut ctx = Ctx::new(0);
+/// let energy = EnergyModel::new(&model, "data").periodic("z", 0.0, 2.0 * PI)?;
+/// let inference = Inference::grid(Grid::periodic("z", 0.0, 2.0 * PI, 48)?)
+///     .with_refine(Refine::lbfgs(5, 10)?);
+/// let mut ebm = Ebm::new(energy, inference, Loss::Energy);
+/// let report = Trainer::new(Adam::new(), 0.05)?.run(&mut ctx, &mut ebm, 5)?;
+/// assert_eq!(report.losses.len(), 5);
+/// // Inference alone on the trained model: F∞ and ž per point.
+/// let fe = ebm.energy_model().infer(&mut ctx, &mut Inference::grid(Grid::periodic("z", 0.0, 2.0 * PI, 48)?), &Data::model())?;
+/// assert_eq!(fe.f.dims(), &[3]);
+/// # Ok(()) }
+/// ```
 pub struct Ebm<'a, M: ?Sized> {
     energy: EnergyModel<'a, M>,
     inference: Inference<'a>,
@@ -114,7 +146,7 @@ impl<'a, M: Model + ?Sized> Ebm<'a, M> {
         &mut self.inference
     }
 
-    /// The free energies of the last step's data (detached from nothing: read values only).
+    /// The last step's inference on its data (`f`, `ž`, energies), for reading values.
     pub fn last(&self) -> Option<&FreeEnergy> {
         self.last.as_ref()
     }

@@ -5,7 +5,8 @@ use super::refine::{Refine, Starts};
 use ppl_core::{ChoiceMap, Ctx, Model, PplError, Result};
 
 /// An amortised encoder: predicts the latents per point (each value with the site's own
-/// shape) from the data of the run (`Data::subsamples` holds the minibatch's indices).
+/// shape) from the data of the run: `Data::subsamples` holds the minibatch's indices and
+/// `Data::values` any replaced observations (e.g. the contrastive `ȳ`).
 pub type Encoder<'a> = Box<dyn FnMut(&mut Ctx, &Data) -> Result<ChoiceMap> + 'a>;
 
 /// How to infer the free energy: a grid or samples, then optionally gradient refinement.
@@ -61,7 +62,14 @@ impl<'a> Inference<'a> {
     }
 
     /// `s` samples from the latents' priors per point (Monte Carlo `F_β`, see
-    /// [`EnergyModel::sample_free_energy`]; at zero temperature the best sample).
+    /// [`EnergyModel::sample_free_energy`]; at zero temperature the best sample). The
+    /// prior is the base measure here, so its terms are not part of the energy (the same
+    /// for `Uniform` priors, whose terms are never part of it).
+    ///
+    /// ```no_run
+    /// # use ppl_inference::engines::{Inference, Temperature};
+    /// let inf = Inference::samples(1000).with_temperature(Temperature::Beta(2.0));
+    /// ```
     pub fn samples(s: usize) -> Self {
         Inference {
             samples: s,
