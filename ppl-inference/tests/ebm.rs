@@ -983,3 +983,45 @@ fn the_relaxed_loss_gradient_reaches_the_parameters_through_the_log_sum_exp() {
         assert!((g - want).abs() < 1e-8, "β = {beta}: {g} vs {want}");
     }
 }
+
+#[test]
+fn replacement_observations_condition_observed_sites() {
+    // F(x, ȳ) with ȳ replacing an observed site equals F of the model built on ȳ.
+    let make = |y: Tensor| {
+        move |ctx: &mut Ctx| -> Result<()> {
+            ctx.plate("data", 3, PlateOpts::default(), |ctx, _| {
+                let z = ctx.sample(
+                    "z",
+                    Normal::new(
+                        &Tensor::new(0.0f64, &Device::Cpu)?,
+                        &Tensor::new(1.0f64, &Device::Cpu)?,
+                    )?,
+                )?;
+                let loc = z.sin()?.affine(2.0, 0.0)?;
+                ctx.observe(
+                    "y",
+                    Normal::new(&loc, &Tensor::new(0.3f64, &Device::Cpu)?)?,
+                    &y,
+                )?;
+                Ok(())
+            })
+        }
+    };
+    let y = Tensor::new(&[0.3f64, -1.2, 1.9], &Device::Cpu).unwrap();
+    let y_bar = Tensor::new(&[1.0f64, 0.5, -0.7], &Device::Cpu).unwrap();
+    let (m, m_bar) = (make(y), make(y_bar.clone()));
+    let mut ctx = Ctx::new(0);
+    let grid = || Grid::linspace("z", -3.0, 3.0, 61).unwrap();
+    let via_data = EnergyModel::new(&m, "data")
+        .grid_search(
+            &mut ctx,
+            &grid(),
+            Temperature::Beta(1.5),
+            &Data::with_values(ChoiceMap::new().with("y", y_bar)),
+        )
+        .unwrap();
+    let direct = EnergyModel::new(&m_bar, "data")
+        .grid_search(&mut ctx, &grid(), Temperature::Beta(1.5), &Data::model())
+        .unwrap();
+    assert_eq!(host(&via_data.f), host(&direct.f));
+}
