@@ -187,6 +187,18 @@ pub enum PplError {
         /// The parameters whose gradient had a NaN or infinite entry at that step.
         params: Vec<String>,
     },
+    /// A training run that diverged: a non-finite or unboundedly decreasing objective
+    /// (e.g. an energy-based model whose free energy collapses to `−∞` on data and on
+    /// contrastive samples alike). Built with [`PplError::diverged`].
+    #[error("{context}: training diverged at step {step}: {reason}")]
+    Diverged {
+        /// The engine or function that stopped, e.g. `"Ebm"`.
+        context: &'static str,
+        /// The step (counted by the engine) at which it stopped.
+        step: u64,
+        /// What was observed, naming the values and the bound.
+        reason: String,
+    },
     /// An error raised by candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
@@ -301,6 +313,16 @@ impl PplError {
     pub fn guide_mismatch(site: impl ToString, reason: impl Into<String>) -> Self {
         PplError::GuideMismatch {
             site: site.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A [`PplError::Diverged`]: `context` names the engine, `step` its step count,
+    /// `reason` what diverged (with the values seen).
+    pub fn diverged(context: &'static str, step: u64, reason: impl Into<String>) -> Self {
+        PplError::Diverged {
+            context,
+            step,
             reason: reason.into(),
         }
     }

@@ -78,8 +78,8 @@ pub mod prelude {
     pub use crate::distributions::{
         kl_divergence, Bernoulli, Beta, Binomial, Categorical, Cauchy, Delta, Dirichlet,
         Distribution, DistributionExt, DynDistribution, Exponential, Gamma, Geometric, HalfNormal,
-        Independent, InverseGamma, Laplace, LogNormal, LowRankMultivariateNormal, Masked,
-        MixtureSameFamily, MultivariateNormal, Normal, OneHotCategorical, Poisson,
+        ImproperUniform, Independent, InverseGamma, Laplace, LogNormal, LowRankMultivariateNormal,
+        Masked, MixtureSameFamily, MultivariateNormal, Normal, OneHotCategorical, Poisson,
         RelaxedBernoulli, RelaxedOneHotCategorical, StudentT, Uniform, Unit, VonMises,
     };
     pub use crate::error::{PplError, Result};

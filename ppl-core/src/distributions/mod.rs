@@ -12,6 +12,7 @@
 //! | [`Gamma`], [`InverseGamma`], [`Beta`], [`Dirichlet`], [`StudentT`] | yes (implicit reparameterisation) | see each |
 //! | [`RelaxedBernoulli`], [`RelaxedOneHotCategorical`] | yes (Concrete / Gumbel-softmax) | `(0,1)`, simplex |
 //! | [`Delta`] | yes (gradient flows to the point) | real |
+//! | [`ImproperUniform`] | no (cannot be sampled: improper; `log_prob` = 0) | reals |
 //! | [`Bernoulli`], [`Categorical`], [`OneHotCategorical`], [`Binomial`], [`Poisson`], [`Geometric`], [`VonMises`], [`MixtureSameFamily`] | no (samples are detached) | see each |
 //!
 //! Wrappers: [`Independent`] (`to_event(n)`), [`Masked`] (`mask(m)`),
@@ -55,6 +56,7 @@ mod exponential;
 mod gamma;
 mod geometric;
 mod half_normal;
+mod improper_uniform;
 mod independent;
 mod inverse_gamma;
 mod kl;
@@ -86,6 +88,7 @@ pub use exponential::Exponential;
 pub use gamma::{standard_gamma_rsample, Gamma};
 pub use geometric::Geometric;
 pub use half_normal::HalfNormal;
+pub use improper_uniform::ImproperUniform;
 pub use independent::Independent;
 pub use inverse_gamma::InverseGamma;
 pub use kl::kl_divergence;
