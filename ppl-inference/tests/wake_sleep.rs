@@ -294,3 +294,258 @@ fn rws_is_unbiased_under_subsampling_and_refuses_whole_batch_weights() {
     let err = e.init(&mut ctx).unwrap_err().to_string();
     assert!(err.contains("with_local_plate(\"data\")"), "{err}");
 }
+
+/// Runs `steps` trainer steps and returns the named parameters averaged over the last
+/// `last` steps (Polyak averaging: the optimiser's stationary noise averages out).
+fn train_avg(
+    ctx: &mut Ctx,
+    engine: &mut dyn Engine,
+    lr: f64,
+    steps: usize,
+    last: usize,
+    read: impl Fn(&Ctx) -> Vec<f64>,
+) -> Vec<f64> {
+    let mut trainer = Trainer::new(Adam::new(), lr).unwrap();
+    let mut acc: Vec<f64> = Vec::new();
+    for i in 0..steps {
+        assert!(trainer.step(ctx, engine).unwrap().is_some(), "step {i}");
+        if i + last >= steps {
+            let v = read(ctx);
+            acc.resize(v.len(), 0.0);
+            acc.iter_mut()
+                .zip(v)
+                .for_each(|(a, v)| *a += v / last as f64);
+        }
+    }
+    acc
+}
+
+fn encoder(ctx: &Ctx) -> Vec<f64> {
+    ["guide/a", "guide/b", "guide/s"]
+        .iter()
+        .map(|n| param_value(ctx, n))
+        .collect()
+}
+
+fn fixture_guide(fx: &LocalGaussian) -> LinearGuide<'_> {
+    LinearGuide {
+        data: &fx.x,
+        n: fx.config.n,
+        opts: fx.plate_opts(),
+        init: (0.0, 0.5, 1.5),
+        event: true,
+    }
+}
+
+fn assert_encoder(got: &[f64], exact: (f64, f64, f64), tol: f64, what: &str) {
+    let want = [exact.0, exact.1, exact.2.sqrt()];
+    for ((g, w), n) in got.iter().zip(want).zip(["a", "b", "s"]) {
+        assert!((g - w).abs() < tol, "{what}: {n} = {g}, exact {w}");
+    }
+}
+
+// Training tests: the guide family contains the exact posterior, so each φ objective's
+// optimum is exact; Adam's stationary noise around it, averaged over the last 500 steps,
+// left errors of ~1e-3 (measured) in the encoder's (a, b, s); the tolerance is 0.01.
+
+#[test]
+fn sleep_phi_reaches_the_exact_amortised_posterior() {
+    // LocalGaussian: z_i | x_i ~ N(0.8 x_i, 0.2) exactly. Classic wake-sleep (the model
+    // has no parameters: only the sleep phase learns) and RWS with insomnia 0 (sleep-φ
+    // only), 64 dreams per step.
+    let fx = LocalGaussian::new(3, 10, F, &Device::Cpu).unwrap();
+    let guide = fixture_guide(&fx);
+    let mut ctx = Ctx::new(1).with_dtype(F);
+    let mut e = WakeSleep::new(&fx, &guide, x_inputs)
+        .with_particles(1, 64)
+        .unwrap();
+    let r = train_avg(&mut ctx, &mut e, 0.03, 1500, 500, encoder);
+    assert_encoder(&r, fx.exact_encoder(), 0.01, "wake-sleep");
+    let mut ctx = Ctx::new(1).with_dtype(F);
+    let mut e = ReweightedWakeSleep::new(&fx, &guide, 16)
+        .unwrap()
+        .with_local_plate("data")
+        .with_insomnia(0.0)
+        .unwrap()
+        .with_sleep(x_inputs, 64)
+        .unwrap();
+    let r = train_avg(&mut ctx, &mut e, 0.03, 1500, 500, encoder);
+    assert_encoder(&r, fx.exact_encoder(), 0.01, "rws sleep-φ");
+}
+
+#[test]
+fn wake_phi_reaches_the_exact_posterior_at_the_data() {
+    // RWS wake-φ only (insomnia 1, the default), K = 64 per point: q is fitted at the 10
+    // real data points, which determine the linear encoder.
+    let fx = LocalGaussian::new(3, 10, F, &Device::Cpu).unwrap();
+    let guide = fixture_guide(&fx);
+    let mut ctx = Ctx::new(1).with_dtype(F);
+    let mut e = ReweightedWakeSleep::new(&fx, &guide, 64)
+        .unwrap()
+        .with_local_plate("data");
+    let r = train_avg(&mut ctx, &mut e, 0.03, 1500, 500, encoder);
+    assert_encoder(&r, fx.exact_encoder(), 0.01, "rws wake-φ");
+}
+
+#[test]
+fn both_engines_learn_the_maximum_likelihood_theta() {
+    // The learnable-mean model from θ = −1 with the guide learning alongside: the guide
+    // family holds p_θ(z | x) for every θ, so at the fixed point the wake gradient is
+    // ∇θ log p(x) and θ is the maximum-likelihood x̄; the encoder is then the exact one
+    // at θ = x̄ (b = σ²x̄/(σ0² + σ²)).
+    let model = Learnable::new(1, 10, -1.0);
+    let xbar = model.fx.x_host.iter().sum::<f64>() / 10.0;
+    let c = model.fx.config;
+    let (s02, s2) = (c.prior_scale.powi(2), c.noise_scale.powi(2));
+    let exact = (
+        s02 / (s02 + s2),
+        s2 * xbar / (s02 + s2),
+        s02 * s2 / (s02 + s2),
+    );
+    let guide = guide_for(&model, (0.5, 0.0, 1.0));
+    for which in 0..2 {
+        let mut ctx = Ctx::new(1).with_dtype(F);
+        let mut e: Box<dyn Engine + '_> = if which == 0 {
+            Box::new(
+                WakeSleep::new(&model, &guide, x_inputs)
+                    .with_particles(8, 32)
+                    .unwrap(),
+            )
+        } else {
+            Box::new(
+                ReweightedWakeSleep::new(&model, &guide, 16)
+                    .unwrap()
+                    .with_local_plate("data"),
+            )
+        };
+        let r = train_avg(&mut ctx, e.as_mut(), 0.03, 2000, 500, |c| {
+            let mut v = vec![param_value(c, "model/theta")];
+            v.extend(encoder(c));
+            v
+        });
+        assert!(
+            (r[0] - xbar).abs() < 0.01,
+            "engine {which}: θ = {}, x̄ = {xbar}",
+            r[0]
+        );
+        assert_encoder(&r[1..], exact, 0.01, "encoder at θ = x̄");
+    }
+}
+
+#[test]
+fn discrete_latents_reach_the_exact_responsibilities() {
+    // GaussianMixture (3 components, 6 points): the guide's quadratic logits can equal
+    // log p(c = k | x) + const exactly. Classic wake-sleep (sleep-φ on 64 dreams a step)
+    // and RWS (wake-φ, K = 16 per point). Averaged over the last 3000 of 6000 steps the
+    // largest error of any responsibility was 0.011 and 0.015 (measured; the logits'
+    // x² feature makes the problem ill-conditioned, so convergence is slow); tolerance
+    // 0.04, against ≈ 0.5 for the uniform initial guide.
+    let mx = GaussianMixture::new(5, 6, F, &Device::Cpu).unwrap();
+    let mg = MixGuide { data: &mx.x, n: 6 };
+    for which in 0..2 {
+        let mut ctx = Ctx::new(1).with_dtype(F);
+        let mut e: Box<dyn Engine + '_> = if which == 0 {
+            Box::new(
+                WakeSleep::new(&mx, &mg, x_inputs)
+                    .with_particles(1, 64)
+                    .unwrap(),
+            )
+        } else {
+            Box::new(
+                ReweightedWakeSleep::new(&mx, &mg, 16)
+                    .unwrap()
+                    .with_local_plate("data"),
+            )
+        };
+        let abc = train_avg(&mut ctx, e.as_mut(), 0.03, 6000, 3000, |c| {
+            ["guide/A", "guide/B", "guide/C"]
+                .iter()
+                .flat_map(|n| c.params().get(n).unwrap().to_vec1::<f64>().unwrap())
+                .collect()
+        });
+        let err = mix_error(&abc, &mx);
+        assert!(err < 0.04, "engine {which}: responsibilities off by {err}");
+    }
+}
+
+/// `q(c_i | x_i) = Categorical(softmax(A x_i² + B x_i + C))` (`guide/{A,B,C}`, `[K]`
+/// each): the exact responsibilities of a Gaussian mixture are of this form.
+struct MixGuide<'a> {
+    data: &'a Tensor,
+    n: usize,
+}
+
+impl MixGuide<'_> {
+    fn logits(ctx: &mut Ctx, x: &Tensor) -> Result<Tensor> {
+        let zero = || Ok(Tensor::zeros(3, F, &Device::Cpu)?);
+        let a = ctx.param("guide/A", zero, Constraint::Real)?;
+        let b = ctx.param("guide/B", zero, Constraint::Real)?;
+        let c = ctx.param("guide/C", zero, Constraint::Real)?;
+        let x = x.unsqueeze(x.rank())?;
+        Ok(x.sqr()?
+            .broadcast_mul(&a)?
+            .broadcast_add(&x.broadcast_mul(&b)?)?
+            .broadcast_add(&c)?)
+    }
+}
+
+impl Model for MixGuide<'_> {
+    type Output = ();
+    fn run(&self, ctx: &mut Ctx) -> Result<()> {
+        let xs = ctx.input("guide/x", self.data)?;
+        let size = if xs.dims() == self.data.dims() {
+            self.n
+        } else {
+            xs.dim(xs.rank() - 1)?
+        };
+        let logits = Self::logits(ctx, &xs)?;
+        ctx.plate("data", size, PlateOpts::default(), |ctx, _| {
+            ctx.sample("c", Categorical::from_logits(&logits)?)?;
+            Ok(())
+        })
+    }
+}
+
+/// The largest absolute difference between the responsibilities of the guide with
+/// parameters `abc` (`A`, `B`, `C` concatenated) at the data and the exact ones.
+fn mix_error(abc: &[f64], fx: &GaussianMixture) -> f64 {
+    let exact = fx.exact_responsibilities();
+    let mut worst: f64 = 0.0;
+    for (x, r) in fx.x_host.iter().zip(&exact) {
+        let l: Vec<f64> = (0..3)
+            .map(|k| abc[k] * x * x + abc[3 + k] * x + abc[6 + k])
+            .collect();
+        let z = common::host::logsumexp(&l);
+        for k in 0..3 {
+            worst = worst.max(((l[k] - z).exp() - r[k]).abs());
+        }
+    }
+    worst
+}
+
+#[test]
+fn settings_are_checked() {
+    let fx = LocalGaussian::new(3, 4, F, &Device::Cpu).unwrap();
+    let guide = fixture_guide(&fx);
+    let err = |r: Result<ReweightedWakeSleep<'_, LocalGaussian, LinearGuide<'_>>>| {
+        r.err().map(|e| e.to_string()).unwrap_or_default()
+    };
+    assert!(err(ReweightedWakeSleep::new(&fx, &guide, 0)).contains("at least 1"));
+    let e = ReweightedWakeSleep::new(&fx, &guide, 4).unwrap();
+    assert!(err(e.with_insomnia(1.5)).contains("insomnia must be in [0, 1]"));
+    let mut e = ReweightedWakeSleep::new(&fx, &guide, 4)
+        .unwrap()
+        .with_insomnia(0.5)
+        .unwrap();
+    let mut ctx = Ctx::new(0).with_dtype(F);
+    let msg = e.init(&mut ctx).unwrap_err().to_string();
+    assert!(msg.contains("with_sleep"), "{msg}");
+    let ws = WakeSleep::new(&fx, &guide, x_inputs).with_particles(1, 0);
+    assert!(ws.err().unwrap().to_string().contains("at least 1"));
+    // A data plate no model site is in.
+    let mut e = ReweightedWakeSleep::new(&fx, &guide, 4)
+        .unwrap()
+        .with_local_plate("nope");
+    let msg = e.init(&mut ctx).unwrap_err().to_string();
+    assert!(msg.contains("`nope`"), "{msg}");
+}
