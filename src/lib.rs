@@ -13,7 +13,7 @@
 //! | [`handlers`] | effect handlers (trace, replay, condition, substitute, block, ...) | `ppl-core` |
 //! | [`transforms`] | bijections onto constrained supports | `ppl-core` |
 //! | [`linalg`], [`special`], [`validation`] | differentiable linear algebra and special functions; the validation switch | `ppl-core` |
-//! | [`engines`] | inference engines: [`engines::Svi`] with [`engines::TraceElbo`], [`engines::Iwae`] | `ppl-inference` |
+//! | [`engines`] | inference engines: [`engines::Svi`] with [`engines::TraceElbo`], [`engines::Iwae`]; [`engines::WakeSleep`], [`engines::ReweightedWakeSleep`] | `ppl-inference` |
 //! | [`guides`] | autoguides | `ppl-inference` |
 //! | [`observers`] | progress bar, CSV log, loss plot, early stopping | `ppl-inference` |
 //! | [`model`](macro@model) | the `#[model]` attribute macro | `ppl-macros` |
