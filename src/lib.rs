@@ -13,7 +13,11 @@
 //! | [`handlers`] | effect handlers (trace, replay, condition, substitute, block, ...) | `ppl-core` |
 //! | [`transforms`] | bijections onto constrained supports | `ppl-core` |
 //! | [`linalg`], [`special`], [`validation`] | differentiable linear algebra and special functions; the validation switch | `ppl-core` |
+<<<<<<< HEAD
 //! | [`engines`] | inference engines: [`engines::Svi`] with [`engines::TraceElbo`], [`engines::Iwae`]; [`engines::Ebm`] (energy-based models) with [`engines::EnergyModel`], [`engines::Grid`], [`engines::Refine`], [`engines::Inference`] | `ppl-inference` |
+=======
+//! | [`engines`] | inference engines: [`engines::Svi`] with [`engines::TraceElbo`], [`engines::Iwae`]; [`engines::WakeSleep`], [`engines::ReweightedWakeSleep`] | `ppl-inference` |
+>>>>>>> i12-ws
 //! | [`guides`] | autoguides | `ppl-inference` |
 //! | [`observers`] | progress bar, CSV log, loss plot, early stopping | `ppl-inference` |
 //! | [`model`](macro@model) | the `#[model]` attribute macro | `ppl-macros` |

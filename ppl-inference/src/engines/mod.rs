@@ -8,12 +8,16 @@
 //! |---|---|
 //! | [`Ebm`] | latent-variable energy-based models: free energies by grid search, gradient refinement or sampling ([`EnergyModel`], [`Inference`]), trained by energy, hinge or log [`Loss`] |
 //! | [`Svi`] | stochastic variational inference over an [`Objective`]: [`TraceElbo`] (with [`Baseline`]s), [`Iwae`] (IWAE, Rényi-α, DReG) |
+//! | [`WakeSleep`] | classic wake-sleep (Helmholtz machine): wake-phase model update with guide samples, sleep-phase guide update on dreams |
+//! | [`ReweightedWakeSleep`] | reweighted wake-sleep: wake-θ, wake-φ and sleep-φ with per-data-point weights |
 
 mod ebm;
 mod svi;
+mod wake_sleep;
 
 pub use ebm::{
     encoder_loss, relaxed_min, Contrastive, Data, Ebm, Encoder, EnergyModel, FreeEnergy, Grid,
     Inference, Loss, Method, Penalty, Refine, Starts, Temperature, EBM_PLATE,
 };
 pub use svi::{Baseline, Iwae, Objective, ObjectiveOutput, Svi, TraceElbo};
+pub use wake_sleep::{GuideInputs, ReweightedWakeSleep, WakeSleep};
