@@ -13,7 +13,7 @@
 //! | [`handlers`] | effect handlers (trace, replay, condition, substitute, block, ...) | `ppl-core` |
 //! | [`transforms`] | bijections onto constrained supports | `ppl-core` |
 //! | [`linalg`], [`special`], [`validation`] | differentiable linear algebra and special functions; the validation switch | `ppl-core` |
-//! | [`engines`] | inference engines: [`engines::Svi`] with [`engines::TraceElbo`], [`engines::Iwae`] | `ppl-inference` |
+//! | [`engines`] | inference engines: [`engines::Svi`] with [`engines::TraceElbo`], [`engines::Iwae`]; [`engines::KrrWakeSleep`] (amortised learning by kernel ridge regression) | `ppl-inference` |
 //! | [`guides`] | autoguides | `ppl-inference` |
 //! | [`observers`] | progress bar, CSV log, loss plot, early stopping | `ppl-inference` |
 //! | [`model`](macro@model) | the `#[model]` attribute macro | `ppl-macros` |
@@ -207,7 +207,7 @@ pub struct ReadmeDoctests;
 
 /// Everything a model or an inference script usually needs.
 pub mod prelude {
-    pub use crate::engines::{Iwae, Svi, TraceElbo};
+    pub use crate::engines::{Iwae, KrrOptions, KrrWakeSleep, Svi, TraceElbo};
     pub use crate::{deterministic, factor, input, module, observe, param, plate, sample};
     pub use crate::{Adam, Engine, ParamGroup, Predictive, Sgd, Trainer};
     pub use ppl_core::prelude::*;

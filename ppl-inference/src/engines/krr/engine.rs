@@ -122,10 +122,35 @@ pub struct KrrEstimate {
 /// [`ParamGroup`](crate::ParamGroup) for their own rate), for posterior queries after
 /// learning.
 ///
-/// Swapping SVI for this engine on the same model is one line:
-/// ```ignore
-/// // trainer.run(&mut ctx, &mut Svi::new(&model, &guide, TraceElbo::new()), 500)?;
-/// trainer.run(&mut ctx, &mut KrrWakeSleep::new(&model, "data", KrrOptions::default()), 500)?;
+/// Swapping SVI for this engine on the same model is one line (the engine needs no
+/// guide; the same [`Trainer`](crate::Trainer) runs it):
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use ppl_core::prelude::*;
+/// use ppl_inference::engines::{KrrOptions, KrrWakeSleep};
+/// use ppl_inference::{Adam, Trainer};
+/// # fn main() -> ppl_core::Result<()> {
+/// let data = Tensor::new(&[0.3f64, -1.2, 0.8, 2.0, 1.1, -0.4], &Device::Cpu)?;
+/// // z_i ~ N(0, 1), x_i ~ N(z_i + μ, 0.5²); the data come through an input site.
+/// let model = |ctx: &mut Ctx| -> ppl_core::Result<()> {
+///     let x = ctx.input("x", &data)?;
+///     let mu = ctx.param("mu", || Ok(Tensor::new(0f64, &Device::Cpu)?), Constraint::Real)?;
+///     let n = x.dim(0)?;
+///     ctx.plate("data", n, PlateOpts::default(), |ctx, _| {
+///         let z = ctx.sample("z", Normal::standard(&[n], DType::F64, &Device::Cpu)?)?;
+///         let loc = z.broadcast_add(&mu)?;
+///         ctx.observe("obs", Normal::new(&loc, &loc.ones_like()?.affine(0.5, 0.0)?)?, &x)?;
+///         Ok(())
+///     })
+/// };
+/// let mut ctx = Ctx::new(0).with_dtype(DType::F64);
+/// let mut trainer = Trainer::new(Adam::new(), 0.05)?;
+/// // trainer.run(&mut ctx, &mut Svi::new(&model, &guide, TraceElbo::new()), 20)?;
+/// let mut engine = KrrWakeSleep::new(&model, "data", KrrOptions::default().sleep_samples(200));
+/// let report = trainer.run(&mut ctx, &mut engine, 20)?;
+/// assert_eq!(report.losses.len(), 20);
+/// assert!(report.metrics["lambda"].iter().all(|l| *l > 0.0));
+/// # Ok(()) }
 /// ```
 pub struct KrrWakeSleep<'a, M: ?Sized> {
     model: &'a M,
