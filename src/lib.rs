@@ -13,11 +13,7 @@
 //! | [`handlers`] | effect handlers (trace, replay, condition, substitute, block, ...) | `ppl-core` |
 //! | [`transforms`] | bijections onto constrained supports | `ppl-core` |
 //! | [`linalg`], [`special`], [`validation`] | differentiable linear algebra and special functions; the validation switch | `ppl-core` |
-<<<<<<< HEAD
-//! | [`engines`] | inference engines: [`engines::Svi`] with [`engines::TraceElbo`], [`engines::Iwae`]; [`engines::Ebm`] (energy-based models) with [`engines::EnergyModel`], [`engines::Grid`], [`engines::Refine`], [`engines::Inference`] | `ppl-inference` |
-=======
-//! | [`engines`] | inference engines: [`engines::Svi`] with [`engines::TraceElbo`], [`engines::Iwae`]; [`engines::WakeSleep`], [`engines::ReweightedWakeSleep`] | `ppl-inference` |
->>>>>>> i12-ws
+//! | [`engines`] | inference engines: [`engines::Svi`] with [`engines::TraceElbo`], [`engines::Iwae`]; [`engines::Ebm`] (energy-based models) with [`engines::EnergyModel`], [`engines::Grid`], [`engines::Refine`], [`engines::Inference`]; [`engines::WakeSleep`], [`engines::ReweightedWakeSleep`]; [`engines::KrrWakeSleep`] (amortised learning by kernel ridge regression) | `ppl-inference` |
 //! | [`guides`] | autoguides | `ppl-inference` |
 //! | [`observers`] | progress bar, CSV log, loss plot, early stopping | `ppl-inference` |
 //! | [`model`](macro@model) | the `#[model]` attribute macro | `ppl-macros` |
@@ -212,7 +208,8 @@ pub struct ReadmeDoctests;
 /// Everything a model or an inference script usually needs.
 pub mod prelude {
     pub use crate::engines::{
-        Ebm, EnergyModel, Grid, Inference, Iwae, Loss, Refine, Svi, TraceElbo,
+        Ebm, EnergyModel, Grid, Inference, Iwae, KrrOptions, KrrWakeSleep, Loss, Refine, Svi,
+        TraceElbo,
     };
     pub use crate::{deterministic, factor, input, module, observe, param, plate, sample};
     pub use crate::{Adam, Engine, ParamGroup, Predictive, Sgd, Trainer};

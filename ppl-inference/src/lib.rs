@@ -5,7 +5,7 @@
 //! | where | what |
 //! |---|---|
 //! | [`Engine`] (`engine.rs`) | the engine contract: `init` once, then `step` → loss, reported value, named [`Metrics`]; `state` for checkpoints |
-//! | [`engines`] (`engines/<name>/`) | one folder per engine: `svi/` ([`engines::Svi`] over an [`engines::Objective`]: Trace ELBO with baselines, IWAE/Rényi/DReG), `ebm/` ([`engines::Ebm`]: latent-variable energy-based models, [`engines::EnergyModel`] inference by grid, gradient refinement or sampling), `wake_sleep/` ([`engines::WakeSleep`], [`engines::ReweightedWakeSleep`]). No engine imports another |
+//! | [`engines`] (`engines/<name>/`) | one folder per engine: `svi/` ([`engines::Svi`] over an [`engines::Objective`]: Trace ELBO with baselines, IWAE/Rényi/DReG), `ebm/` ([`engines::Ebm`]: latent-variable energy-based models, [`engines::EnergyModel`] inference by grid, gradient refinement or sampling), `wake_sleep/` ([`engines::WakeSleep`], [`engines::ReweightedWakeSleep`]), `krr/` ([`engines::KrrWakeSleep`]: amortised learning by kernel ridge regression on sleep samples). No engine imports another |
 //! | `importance/` | [`Particles`] (vectorised, guide→model tracing), [`ModelInfo`] (the one-time probe: checks, inferred plate nesting), [`LogWeights`] and [`WeightBuilder`] (per-point weights, plate-aware sums, effective sample size) |
 //! | [`guides`] (`guides/`) | autoguides built from the model's trace: Delta (MAP), Normal, MVN, low-rank MVN, amortised MLP |
 //! | `train/` | [`Trainer`] (the loop every engine shares), [`ParamGroup`]s with an [`Optimizer`] ([`Adam`], [`Sgd`]) and a [`Schedule`] each, [`save_checkpoint`]/[`load_checkpoint`], [`observers`] |

@@ -70,6 +70,9 @@ impl Bernoulli {
 }
 
 impl Distribution for Bernoulli {
+    fn exponential_family(&self) -> Option<&dyn super::ExponentialFamily> {
+        Some(self)
+    }
     common_methods!("Bernoulli", logits);
     fn event_shape(&self) -> &[usize] {
         &[]
@@ -127,5 +130,23 @@ impl Distribution for Bernoulli {
             probs,
             self.logits.broadcast_as(batch_shape)?,
         )))
+    }
+}
+
+impl super::ExponentialFamily for Bernoulli {
+    fn natural_params(&self) -> Result<Tensor> {
+        Ok(self
+            .logits
+            .broadcast_as(self.batch_shape.as_slice())?
+            .unsqueeze(self.batch_shape.len())?)
+    }
+    fn sufficient_stat(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.to_dtype(self.logits.dtype())?.unsqueeze(x.rank())?)
+    }
+    fn log_normalizer(&self) -> Result<Tensor> {
+        crate::special::softplus(&self.logits.broadcast_as(self.batch_shape.as_slice())?)
+    }
+    fn log_base_measure(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.to_dtype(self.logits.dtype())?.zeros_like()?)
     }
 }

@@ -74,6 +74,9 @@ impl Beta {
 }
 
 impl Distribution for Beta {
+    fn exponential_family(&self) -> Option<&dyn super::ExponentialFamily> {
+        Some(self)
+    }
     common_methods!("Beta", concentration1);
     fn event_shape(&self) -> &[usize] {
         &[]
@@ -120,5 +123,29 @@ impl Distribution for Beta {
             concentration0: self.concentration0.broadcast_as(batch_shape)?,
             batch_shape: batch_shape.to_vec(),
         }))
+    }
+}
+
+impl super::ExponentialFamily for Beta {
+    fn natural_params(&self) -> Result<Tensor> {
+        let b = self.batch_shape.as_slice();
+        let (a, c) = (
+            self.concentration1.broadcast_as(b)?,
+            self.concentration0.broadcast_as(b)?,
+        );
+        super::exp_family::stack_last(&[a.affine(1.0, -1.0)?, c.affine(1.0, -1.0)?])
+    }
+    fn sufficient_stat(&self, x: &Tensor) -> Result<Tensor> {
+        super::exp_family::stack_last(&[x.log()?, log1p(&x.neg()?)?])
+    }
+    fn log_normalizer(&self) -> Result<Tensor> {
+        let b = self.batch_shape.as_slice();
+        log_beta(
+            &self.concentration1.broadcast_as(b)?,
+            &self.concentration0.broadcast_as(b)?,
+        )
+    }
+    fn log_base_measure(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.zeros_like()?)
     }
 }

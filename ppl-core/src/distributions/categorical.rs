@@ -114,6 +114,9 @@ impl Categorical {
 }
 
 impl Distribution for Categorical {
+    fn exponential_family(&self) -> Option<&dyn super::ExponentialFamily> {
+        Some(self)
+    }
     common_methods!("Categorical", probs);
     fn event_shape(&self) -> &[usize] {
         &[]
@@ -162,5 +165,31 @@ impl Distribution for Categorical {
             self.probs.broadcast_as(full.as_slice())?,
             self.logits.broadcast_as(full.as_slice())?,
         )))
+    }
+}
+
+impl super::ExponentialFamily for Categorical {
+    fn natural_params(&self) -> Result<Tensor> {
+        let mut shape = self.batch_shape.clone();
+        shape.push(self.num_categories());
+        Ok(self.logits.broadcast_as(shape)?.contiguous()?)
+    }
+    fn sufficient_stat(&self, x: &Tensor) -> Result<Tensor> {
+        let k = self.num_categories();
+        let dt = self.logits.dtype();
+        let cats = Tensor::arange(0u32, k as u32, x.device())?.to_dtype(dt)?;
+        let x = x.to_dtype(dt)?.unsqueeze(x.rank())?;
+        Ok(x.broadcast_eq(&cats)?.to_dtype(dt)?)
+    }
+    fn log_normalizer(&self) -> Result<Tensor> {
+        // The stored logits are normalised; logsumexp keeps A exact (and differentiable)
+        // either way.
+        let n = self.natural_params()?;
+        let m = n.max_keepdim(D::Minus1)?.detach();
+        let s = n.broadcast_sub(&m)?.exp()?.sum_keepdim(D::Minus1)?.log()?;
+        Ok((s + m)?.squeeze(D::Minus1)?)
+    }
+    fn log_base_measure(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.to_dtype(self.logits.dtype())?.zeros_like()?)
     }
 }

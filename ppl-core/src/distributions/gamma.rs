@@ -64,6 +64,9 @@ impl Gamma {
 }
 
 impl Distribution for Gamma {
+    fn exponential_family(&self) -> Option<&dyn super::ExponentialFamily> {
+        Some(self)
+    }
     common_methods!("Gamma", concentration);
     fn event_shape(&self) -> &[usize] {
         &[]
@@ -178,4 +181,29 @@ pub fn standard_gamma_rsample(
     let a_b = alpha.broadcast_as(shape.as_slice())?;
     let surrogate = (&a_b - a_b.detach())?;
     Ok((z + (surrogate * g)?)?)
+}
+
+impl super::ExponentialFamily for Gamma {
+    fn natural_params(&self) -> Result<Tensor> {
+        let b = self.batch_shape.as_slice();
+        let (a, r) = (
+            self.concentration.broadcast_as(b)?,
+            self.rate.broadcast_as(b)?,
+        );
+        super::exp_family::stack_last(&[a.affine(1.0, -1.0)?, r.neg()?])
+    }
+    fn sufficient_stat(&self, x: &Tensor) -> Result<Tensor> {
+        super::exp_family::stack_last(&[x.log()?, x.clone()])
+    }
+    fn log_normalizer(&self) -> Result<Tensor> {
+        let b = self.batch_shape.as_slice();
+        let (a, r) = (
+            self.concentration.broadcast_as(b)?,
+            self.rate.broadcast_as(b)?,
+        );
+        Ok((lgamma(&a)? - (&a * r.log()?)?)?)
+    }
+    fn log_base_measure(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.zeros_like()?)
+    }
 }

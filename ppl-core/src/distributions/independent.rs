@@ -65,6 +65,11 @@ impl Independent {
 }
 
 impl Distribution for Independent {
+    fn exponential_family(&self) -> Option<&dyn super::ExponentialFamily> {
+        self.base
+            .exponential_family()
+            .map(|_| self as &dyn super::ExponentialFamily)
+    }
     fn family(&self) -> &'static str {
         self.base.family()
     }
@@ -125,4 +130,44 @@ impl Distribution for Independent {
             self.reinterpreted,
         )?))
     }
+}
+
+impl super::ExponentialFamily for Independent {
+    fn natural_params(&self) -> Result<Tensor> {
+        let ef = self.base_family()?;
+        flatten_stats(&ef.natural_params()?, self.batch_shape.len())
+    }
+    fn sufficient_stat(&self, x: &Tensor) -> Result<Tensor> {
+        let ef = self.base_family()?;
+        let batch_rank = x.rank().saturating_sub(self.event_shape.len());
+        flatten_stats(&ef.sufficient_stat(x)?, batch_rank)
+    }
+    fn log_normalizer(&self) -> Result<Tensor> {
+        sum_rightmost(&self.base_family()?.log_normalizer()?, self.reinterpreted)
+    }
+    fn log_base_measure(&self, x: &Tensor) -> Result<Tensor> {
+        sum_rightmost(
+            &self.base_family()?.log_base_measure(x)?,
+            self.reinterpreted,
+        )
+    }
+}
+
+impl Independent {
+    fn base_family(&self) -> Result<&dyn super::ExponentialFamily> {
+        self.base.exponential_family().ok_or_else(|| {
+            crate::error::not_available(
+                self.base.family(),
+                "exponential_family",
+                "is not an exponential family",
+            )
+        })
+    }
+}
+
+/// `[batch…, event…, S]` → `[batch…, Π event · S]`.
+fn flatten_stats(t: &Tensor, batch_rank: usize) -> Result<Tensor> {
+    let mut shape = t.dims()[..batch_rank].to_vec();
+    shape.push(t.dims()[batch_rank..].iter().product());
+    Ok(t.contiguous()?.reshape(shape)?)
 }

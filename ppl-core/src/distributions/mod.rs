@@ -52,6 +52,7 @@ mod cauchy;
 pub(crate) mod common;
 mod delta;
 mod dirichlet;
+mod exp_family;
 mod exponential;
 mod gamma;
 mod geometric;
@@ -84,6 +85,7 @@ pub use categorical::Categorical;
 pub use cauchy::Cauchy;
 pub use delta::Delta;
 pub use dirichlet::Dirichlet;
+pub use exp_family::ExponentialFamily;
 pub use exponential::Exponential;
 pub use gamma::{standard_gamma_rsample, Gamma};
 pub use geometric::Geometric;
@@ -169,6 +171,12 @@ pub trait Distribution: Send + Sync + Debug + Any {
             "detach",
             "is not implemented for this family",
         ))
+    }
+    /// The exponential-family form `h(x) exp(⟨η, T(x)⟩ − A(η))` when the family has one
+    /// ([`ExponentialFamily`]: Normal, Bernoulli, Poisson, Categorical, Gamma, Beta,
+    /// VonMises, and [`Independent`] of those); `None` otherwise.
+    fn exponential_family(&self) -> Option<&dyn ExponentialFamily> {
+        None
     }
 }
 

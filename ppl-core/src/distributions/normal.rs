@@ -63,6 +63,9 @@ impl Normal {
 }
 
 impl Distribution for Normal {
+    fn exponential_family(&self) -> Option<&dyn super::ExponentialFamily> {
+        Some(self)
+    }
     common_methods!("Normal", p.loc);
     fn event_shape(&self) -> &[usize] {
         &[]
@@ -121,5 +124,25 @@ impl Distribution for Normal {
             p: self.p.expand(self.family(), batch_shape)?,
             standard: self.standard,
         }))
+    }
+}
+
+impl super::ExponentialFamily for Normal {
+    fn natural_params(&self) -> Result<Tensor> {
+        let b = self.p.batch_shape.as_slice();
+        let (loc, scale) = (self.p.loc.broadcast_as(b)?, self.p.scale.broadcast_as(b)?);
+        let prec = scale.sqr()?.recip()?;
+        super::exp_family::stack_last(&[(&loc * &prec)?, prec.affine(-0.5, 0.0)?])
+    }
+    fn sufficient_stat(&self, x: &Tensor) -> Result<Tensor> {
+        super::exp_family::stack_last(&[x.clone(), x.sqr()?])
+    }
+    fn log_normalizer(&self) -> Result<Tensor> {
+        let b = self.p.batch_shape.as_slice();
+        let (loc, scale) = (self.p.loc.broadcast_as(b)?, self.p.scale.broadcast_as(b)?);
+        Ok(((loc.sqr()? / scale.sqr()?.affine(2.0, 0.0)?)? + scale.log()?)?)
+    }
+    fn log_base_measure(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.zeros_like()?.affine(1.0, -HALF_LN_2PI)?)
     }
 }

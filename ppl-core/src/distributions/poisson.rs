@@ -64,6 +64,9 @@ pub(crate) fn poisson_draw(r: &mut PplRng, lam: f64) -> f64 {
 }
 
 impl Distribution for Poisson {
+    fn exponential_family(&self) -> Option<&dyn super::ExponentialFamily> {
+        Some(self)
+    }
     common_methods!("Poisson", rate);
     fn event_shape(&self) -> &[usize] {
         &[]
@@ -105,5 +108,27 @@ impl Distribution for Poisson {
             rate: self.rate.broadcast_as(batch_shape)?,
             batch_shape: batch_shape.to_vec(),
         }))
+    }
+}
+
+impl super::ExponentialFamily for Poisson {
+    fn natural_params(&self) -> Result<Tensor> {
+        Ok(self
+            .rate
+            .broadcast_as(self.batch_shape.as_slice())?
+            .log()?
+            .unsqueeze(self.batch_shape.len())?)
+    }
+    fn sufficient_stat(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.to_dtype(self.rate.dtype())?.unsqueeze(x.rank())?)
+    }
+    fn log_normalizer(&self) -> Result<Tensor> {
+        Ok(self
+            .rate
+            .broadcast_as(self.batch_shape.as_slice())?
+            .contiguous()?)
+    }
+    fn log_base_measure(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(lgamma(&x.to_dtype(self.rate.dtype())?.affine(1.0, 1.0)?)?.neg()?)
     }
 }

@@ -109,6 +109,9 @@ fn wrap(x: f64) -> f64 {
 }
 
 impl Distribution for VonMises {
+    fn exponential_family(&self) -> Option<&dyn super::ExponentialFamily> {
+        Some(self)
+    }
     common_methods!("VonMises", loc);
     fn event_shape(&self) -> &[usize] {
         &[]
@@ -155,5 +158,29 @@ impl Distribution for VonMises {
             concentration: self.concentration.broadcast_as(batch_shape)?,
             batch_shape: batch_shape.to_vec(),
         }))
+    }
+}
+
+impl super::ExponentialFamily for VonMises {
+    fn natural_params(&self) -> Result<Tensor> {
+        let b = self.batch_shape.as_slice();
+        let (m, k) = (
+            self.loc.broadcast_as(b)?,
+            self.concentration.broadcast_as(b)?,
+        );
+        super::exp_family::stack_last(&[(&k * m.cos()?)?, (&k * m.sin()?)?])
+    }
+    fn sufficient_stat(&self, x: &Tensor) -> Result<Tensor> {
+        super::exp_family::stack_last(&[x.cos()?, x.sin()?])
+    }
+    fn log_normalizer(&self) -> Result<Tensor> {
+        let k = self
+            .concentration
+            .broadcast_as(self.batch_shape.as_slice())?
+            .contiguous()?;
+        Ok(log_bessel_i0(&k)?.affine(1.0, (2.0 * PI).ln())?)
+    }
+    fn log_base_measure(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.zeros_like()?)
     }
 }

@@ -10,14 +10,20 @@
 //! | [`Svi`] | stochastic variational inference over an [`Objective`]: [`TraceElbo`] (with [`Baseline`]s), [`Iwae`] (IWAE, Rényi-α, DReG) |
 //! | [`WakeSleep`] | classic wake-sleep (Helmholtz machine): wake-phase model update with guide samples, sleep-phase guide update on dreams |
 //! | [`ReweightedWakeSleep`] | reweighted wake-sleep: wake-θ, wake-φ and sleep-φ with per-data-point weights |
+//! | [`KrrWakeSleep`] | amortised learning by wake-sleep: maximum likelihood from kernel ridge regression of `log p(x, z)` on sleep samples ([`KrrOptions`], [`KernelRidge`]) |
 
 mod ebm;
+mod krr;
 mod svi;
 mod wake_sleep;
 
 pub use ebm::{
     encoder_loss, relaxed_min, Contrastive, Data, Ebm, Encoder, EnergyModel, FreeEnergy, Grid,
     Inference, Loss, Method, Penalty, Refine, Starts, Temperature, EBM_PLATE,
+};
+pub use krr::{
+    median_bandwidth, FeatureMap, Features, KernelApprox, KernelRidge, KrrEstimate, KrrOptions,
+    KrrWakeSleep, Tuning,
 };
 pub use svi::{Baseline, Iwae, Objective, ObjectiveOutput, Svi, TraceElbo};
 pub use wake_sleep::{GuideInputs, ReweightedWakeSleep, WakeSleep};
