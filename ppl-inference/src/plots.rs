@@ -1,6 +1,7 @@
 //! Pictures people would rather look at than numbers: line charts (loss curves and engine
-//! metrics, stacked in panels) as PNG or SVG, and image grids (samples, reconstructions) as
-//! PNG.
+//! metrics, stacked in panels; a [`Series`] may also be a scatter) as PNG or SVG, heat maps
+//! ([`heat_map`]: values on a 2-D grid in the viridis colours, with a colour bar and curves
+//! on top) as PNG or SVG, and image grids (samples, reconstructions) as PNG.
 //!
 //! # Text without system libraries
 //!
@@ -110,6 +111,9 @@ pub struct Series {
     pub color: Option<[u8; 3]>,
     /// Line width in pixels (at least 1).
     pub width: u32,
+    /// `0`: a line through the points; `r > 0`: a scatter, each point a filled circle of
+    /// radius `r` pixels and no line.
+    pub markers: u32,
 }
 
 impl Series {
@@ -120,6 +124,7 @@ impl Series {
             points,
             color: None,
             width: 2,
+            markers: 0,
         }
     }
 
@@ -142,6 +147,13 @@ impl Series {
     /// Sets the line width in pixels (0 is drawn as 1).
     pub fn width(mut self, width: u32) -> Self {
         self.width = width;
+        self
+    }
+
+    /// Draws the points as filled circles of `radius` pixels instead of a line (a scatter);
+    /// `0` draws a line again.
+    pub fn markers(mut self, radius: u32) -> Self {
+        self.markers = radius;
         self
     }
 }
@@ -414,6 +426,303 @@ pub fn image_grid_titled(
     root.present().map_err(de)
 }
 
+/// The viridis colour map (matplotlib's default), 8 stops interpolated linearly.
+const VIRIDIS: [[u8; 3]; 8] = [
+    [68, 1, 84],
+    [70, 50, 127],
+    [54, 92, 141],
+    [39, 127, 143],
+    [31, 162, 136],
+    [74, 194, 110],
+    [160, 219, 57],
+    [254, 232, 37],
+];
+
+/// The viridis colour of `t ∈ [0, 1]` (clamped; NaN gives the lowest colour).
+pub fn viridis(t: f64) -> [u8; 3] {
+    let t = if t.is_nan() { 0.0 } else { t.clamp(0.0, 1.0) };
+    let pos = t * (VIRIDIS.len() - 1) as f64;
+    let i = (pos.floor() as usize).min(VIRIDIS.len() - 2);
+    let f = pos - i as f64;
+    let (a, b) = (VIRIDIS[i], VIRIDIS[i + 1]);
+    let mix = |k: usize| (a[k] as f64 + f * (b[k] as f64 - a[k] as f64)).round() as u8;
+    [mix(0), mix(1), mix(2)]
+}
+
+/// A heat map: values on a regular `nx × ny` grid of cells over `x × y`, coloured by
+/// [`viridis`] from the smallest finite value (dark purple) to the largest (yellow), with
+/// a colour bar, and optional [`Series`] drawn on top (curves or scatters).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeatMap {
+    /// Title above the picture.
+    pub title: String,
+    /// Description of the x axis.
+    pub x_label: String,
+    /// Description of the y axis.
+    pub y_label: String,
+    /// Description of the values (the colour bar's axis).
+    pub value_label: String,
+    /// The x range `(low, high)` the cells cover.
+    pub x: (f64, f64),
+    /// The y range `(low, high)` the cells cover.
+    pub y: (f64, f64),
+    /// Cells along x.
+    pub nx: usize,
+    /// Cells along y.
+    pub ny: usize,
+    /// `ny · nx` values, row by row from the bottom: `values[j·nx + i]` is the cell
+    /// `[x₀ + i·Δx, x₀ + (i+1)·Δx] × [y₀ + j·Δy, y₀ + (j+1)·Δy]`. Non-finite values are
+    /// drawn light grey.
+    pub values: Vec<f64>,
+    /// Series drawn over the cells, in the panel's coordinates.
+    pub overlay: Vec<Series>,
+}
+
+impl HeatMap {
+    /// A heat map of `values` (`ny · nx` of them, see [`HeatMap::values`]) over `x × y`.
+    /// Errors: an empty grid, a value count other than `nx · ny`, or ranges that are not
+    /// finite with `low < high` ([`PplError::InvalidConfig`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        title: impl Into<String>,
+        x_label: impl Into<String>,
+        y_label: impl Into<String>,
+        x: (f64, f64),
+        y: (f64, f64),
+        nx: usize,
+        ny: usize,
+        values: Vec<f64>,
+    ) -> Result<Self> {
+        let h = HeatMap {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            value_label: String::new(),
+            x,
+            y,
+            nx,
+            ny,
+            values,
+            overlay: Vec::new(),
+        };
+        h.check()?;
+        Ok(h)
+    }
+
+    /// Names the values (the colour bar's axis description).
+    pub fn with_value_label(mut self, label: impl Into<String>) -> Self {
+        self.value_label = label.into();
+        self
+    }
+
+    /// Adds a series drawn over the cells.
+    pub fn with_overlay(mut self, series: Series) -> Self {
+        self.overlay.push(series);
+        self
+    }
+
+    fn check(&self) -> Result<()> {
+        const CTX: &str = "plots::HeatMap";
+        if self.nx == 0 || self.ny == 0 || self.nx.saturating_mul(self.ny) != self.values.len() {
+            return Err(PplError::config(
+                CTX,
+                format!(
+                    "need nx · ny values with nx, ny > 0; got nx = {}, ny = {}, {} values",
+                    self.nx,
+                    self.ny,
+                    self.values.len()
+                ),
+            ));
+        }
+        for (name, (lo, hi)) in [("x", self.x), ("y", self.y)] {
+            if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+                return Err(PplError::config(
+                    CTX,
+                    format!("the {name} range ({lo}, {hi}) must be finite with low < high"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The colour scale `(low, high)`: the smallest and largest finite value (`(0, 1)`
+    /// without any; widened around a constant value).
+    pub fn value_range(&self) -> (f64, f64) {
+        let (lo, hi) = min_max(self.values.iter().copied().filter(|v| v.is_finite()));
+        if !(lo.is_finite() && hi.is_finite()) {
+            (0.0, 1.0)
+        } else if hi > lo {
+            (lo, hi)
+        } else {
+            let s = spread(lo, hi);
+            (lo - 0.5 * s, hi + 0.5 * s)
+        }
+    }
+}
+
+/// Draws `map` as a PNG (`path` ending in `.png`, any case) or an SVG (otherwise),
+/// 820 × 740 pixels: the cells with axes, ticks and descriptions, the overlay, and a
+/// colour bar on the right. Errors: an invalid map (see [`HeatMap::new`];
+/// [`PplError::InvalidConfig`]); a file that cannot be written ([`PplError::File`]).
+pub fn heat_map(path: impl AsRef<Path>, map: &HeatMap) -> Result<()> {
+    let path = path.as_ref();
+    map.check()?;
+    let glyphs = noto()?;
+    let dims = (820, TITLE_BAND + 700);
+    let r = if is_png(path) {
+        draw_heat_map(PngBackend::new(path, dims, glyphs).into_drawing_area(), map)
+    } else {
+        draw_heat_map(SVGBackend::new(path, dims).into_drawing_area(), map)
+    };
+    r.map_err(|e| PplError::file(path, e))
+}
+
+fn draw_heat_map<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    map: &HeatMap,
+) -> std::result::Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let (band, body) = root.split_vertically(TITLE_BAND);
+    if !map.title.is_empty() {
+        let (w, h) = band.dim_in_pixel();
+        let style = font(TITLE_SIZE)
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Center));
+        band.draw(&Text::new(
+            map.title.as_str(),
+            ((w / 2) as i32, (h / 2) as i32),
+            style,
+        ))
+        .map_err(e)?;
+    }
+    let (main, bar) = body.split_horizontally(690);
+    let fmt = |v: &f64| tick(*v);
+    let (vlo, vhi) = map.value_range();
+    let colour = |v: f64| -> RGBColor {
+        if v.is_finite() {
+            let [r, g, b] = viridis((v - vlo) / (vhi - vlo));
+            RGBColor(r, g, b)
+        } else {
+            RGBColor(220, 220, 220)
+        }
+    };
+    let mut chart = ChartBuilder::on(&main)
+        .margin_top(8)
+        .margin_bottom(4)
+        .margin_left(8)
+        .margin_right(12)
+        .x_label_area_size(44)
+        .y_label_area_size(76)
+        .build_cartesian_2d(map.x.0..map.x.1, map.y.0..map.y.1)
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc(map.x_label.as_str())
+        .y_desc(map.y_label.as_str())
+        .label_style(font(TICK_SIZE))
+        .axis_desc_style(font(DESC_SIZE))
+        .x_label_formatter(&fmt)
+        .y_label_formatter(&fmt)
+        .x_labels(10)
+        .y_labels(10)
+        .draw()
+        .map_err(e)?;
+    let dx = (map.x.1 - map.x.0) / map.nx as f64;
+    let dy = (map.y.1 - map.y.0) / map.ny as f64;
+    chart
+        .draw_series((0..map.ny).flat_map(|j| {
+            (0..map.nx).map(move |i| {
+                let (x0, y0) = (map.x.0 + i as f64 * dx, map.y.0 + j as f64 * dy);
+                Rectangle::new(
+                    [(x0, y0), (x0 + dx, y0 + dy)],
+                    colour(map.values[j * map.nx + i]).filled(),
+                )
+            })
+        }))
+        .map_err(e)?;
+    let mut labelled = false;
+    for (k, s) in map.overlay.iter().enumerate() {
+        let [r, g, b] = s.color.unwrap_or(PALETTE[k % PALETTE.len()]);
+        let style = ShapeStyle {
+            color: RGBColor(r, g, b).to_rgba(),
+            filled: true,
+            stroke_width: s.width.max(1),
+        };
+        let pts: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .copied()
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .collect();
+        let a = if s.markers > 0 {
+            let rad = s.markers;
+            chart
+                .draw_series(pts.into_iter().map(|p| Circle::new(p, rad, style)))
+                .map_err(e)?
+        } else {
+            chart.draw_series(LineSeries::new(pts, style)).map_err(e)?
+        };
+        if !s.label.is_empty() {
+            labelled = true;
+            let rad = s.markers;
+            a.label(s.label.as_str()).legend(
+                move |(x, y): (i32, i32)| -> DynElement<'static, DB, (i32, i32)> {
+                    if rad > 0 {
+                        Circle::new((x + 12, y), rad.min(6), style).into_dyn()
+                    } else {
+                        PathElement::new(vec![(x, y), (x + 24, y)], style).into_dyn()
+                    }
+                },
+            );
+        }
+    }
+    if labelled {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(190, 190, 190))
+            .label_font(font(TICK_SIZE))
+            .draw()
+            .map_err(e)?;
+    }
+    // The colour bar: 100 bands, the first in the lowest value's colour, the last in the
+    // highest's.
+    let mut cb = ChartBuilder::on(&bar)
+        .margin_top(8)
+        .margin_bottom(48)
+        .margin_right(8)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..1.0, vlo..vhi)
+        .map_err(e)?;
+    cb.configure_mesh()
+        .disable_mesh()
+        .disable_x_axis()
+        .y_desc(map.value_label.as_str())
+        .label_style(font(TICK_SIZE))
+        .axis_desc_style(font(DESC_SIZE))
+        .y_label_formatter(&fmt)
+        .y_labels(8)
+        .draw()
+        .map_err(e)?;
+    let n = 100;
+    let step = (vhi - vlo) / n as f64;
+    cb.draw_series((0..n).map(|k| {
+        let v0 = vlo + k as f64 * step;
+        Rectangle::new(
+            [(0.0, v0), (1.0, v0 + step)],
+            colour(vlo + (vhi - vlo) * k as f64 / (n - 1) as f64).filled(),
+        )
+    }))
+    .map_err(e)?;
+    root.present().map_err(e)
+}
+
 /// What a panel's drawing needs beyond the panel itself.
 struct Layout {
     x: (f64, f64),
@@ -629,6 +938,26 @@ where
             ..style
         };
         let segs = segments(&s.points, l.y);
+        if s.markers > 0 {
+            let r = s.markers;
+            let fill = style.filled();
+            let pts: Vec<(f64, f64)> = segs.into_iter().flatten().collect();
+            let empty = pts.is_empty();
+            let a = chart
+                .draw_series(pts.into_iter().map(|p| Circle::new(p, r, fill)))
+                .map_err(e)?;
+            if !s.label.is_empty() {
+                labelled = true;
+                let text = if empty {
+                    format!("{} (no finite values)", s.label)
+                } else {
+                    s.label.clone()
+                };
+                a.label(text)
+                    .legend(move |(x, y): (i32, i32)| Circle::new((x + 12, y), r.min(6), fill));
+            }
+            continue;
+        }
         let legend =
             move |(x, y): (i32, i32)| PathElement::new(vec![(x, y), (x + 24, y)], legend_style);
         if !s.label.is_empty() {

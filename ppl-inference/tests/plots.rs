@@ -3,8 +3,8 @@
 
 use ppl_core::PplError;
 use ppl_inference::plots::{
-    image_grid_titled, line_chart, line_chart_sized, y_limits, ChartSize, Panel, Series, YRange,
-    TITLE_BAND,
+    heat_map, image_grid_titled, line_chart, line_chart_sized, viridis, y_limits, ChartSize,
+    HeatMap, Panel, Series, YRange, TITLE_BAND,
 };
 use std::path::PathBuf;
 
@@ -301,5 +301,135 @@ fn image_grid_title_is_text_above_the_grid() {
     assert_eq!(a.get_pixel(x0, TITLE_BAND).0, [128, 128, 128]);
     assert_eq!(a.get_pixel(x0 + 2, TITLE_BAND + 2).0, [255, 255, 255]);
     assert_eq!(b.get_pixel(2, TITLE_BAND + 2).0, [255, 255, 255]);
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// Columns `x < 690` (the heat map's main area) of row `y` whose pixel is exactly `rgb`.
+fn columns_with(img: &image::RgbImage, y: u32, rgb: [u8; 3]) -> Vec<u32> {
+    (0..690).filter(|&x| img.get_pixel(x, y).0 == rgb).collect()
+}
+
+#[test]
+fn heat_map_colours_cells_by_value_with_low_at_the_origin_and_a_colour_bar() {
+    let d = dir("heat");
+    let (nx, ny) = (40, 30);
+    // values = the row index j: constant along x, increasing upwards.
+    let values: Vec<f64> = (0..ny)
+        .flat_map(|j| (0..nx).map(move |_| j as f64))
+        .collect();
+    let map = HeatMap::new("rows", "x", "y", (-1.0, 1.0), (0.0, 3.0), nx, ny, values)
+        .unwrap()
+        .with_value_label("row");
+    assert_eq!(map.value_range(), (0.0, 29.0));
+    let png = d.join("heat.png");
+    heat_map(&png, &map).unwrap();
+    let img = image::open(&png).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (820, TITLE_BAND + 700));
+    let (low, high) = (viridis(0.0), viridis(1.0));
+    assert_eq!((low, high), ([68, 1, 84], [254, 232, 37]));
+    // Along a vertical line through the plot area the lowest colour lies below the highest.
+    let col = 350;
+    let rows = |rgb: [u8; 3]| -> Vec<u32> {
+        (0..img.height())
+            .filter(|&y| img.get_pixel(col, y).0 == rgb)
+            .collect()
+    };
+    let (lo_rows, hi_rows) = (rows(low), rows(high));
+    assert!(!lo_rows.is_empty() && !hi_rows.is_empty());
+    assert!(
+        hi_rows.iter().max() < lo_rows.iter().min(),
+        "high values at rows {hi_rows:?}, low at {lo_rows:?}"
+    );
+    // Cells are constant along x: a row through the plot area is one colour over its width.
+    let mid = (lo_rows[0] + hi_rows[0]) / 2;
+    let c = img.get_pixel(col, mid).0;
+    assert!(columns_with(&img, mid, c).len() > 500, "row {mid}");
+    // The colour bar right of the main area runs through both ends of the scale.
+    let bar =
+        |rgb: [u8; 3]| (0..img.height()).any(|y| (690..820).any(|x| img.get_pixel(x, y).0 == rgb));
+    assert!(bar(low) && bar(high));
+
+    // Values along x, with a scatter on top: low on the left.
+    let values: Vec<f64> = (0..ny).flat_map(|_| (0..nx).map(|i| i as f64)).collect();
+    let map = HeatMap::new("cols", "x", "y", (-1.0, 1.0), (0.0, 3.0), nx, ny, values)
+        .unwrap()
+        .with_overlay(
+            Series::new("pts", vec![(0.0, 1.5)])
+                .markers(5)
+                .color([255, 0, 0]),
+        );
+    heat_map(&png, &map).unwrap();
+    let img = image::open(&png).unwrap().to_rgb8();
+    let y = TITLE_BAND + 150;
+    let (l, h) = (columns_with(&img, y, low), columns_with(&img, y, high));
+    assert!(!l.is_empty() && !h.is_empty());
+    assert!(l.iter().max() < h.iter().min());
+    let red = (0..img.height())
+        .flat_map(|y| (0..690).map(move |x| (x, y)))
+        .filter(|&(x, y)| img.get_pixel(x, y).0 == [255, 0, 0])
+        .count();
+    // One marker of radius 5 (about π·25 ≈ 79 pixels) plus its legend entry (radius 5).
+    assert!((60..=260).contains(&red), "{red} red pixels");
+
+    // SVG: the title and axis descriptions are text.
+    let svg = d.join("heat.svg");
+    heat_map(&svg, &map.clone().with_value_label("free energy")).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    for t in ["cols", "free energy", "pts"] {
+        assert!(text.contains(&format!(">\n{t}\n</text>")), "SVG lacks {t}");
+    }
+    // Typed errors: wrong value count, empty grid, bad range.
+    let bad = |r: ppl_core::Result<HeatMap>| matches!(r, Err(PplError::InvalidConfig { .. }));
+    assert!(bad(HeatMap::new(
+        "",
+        "",
+        "",
+        (0.0, 1.0),
+        (0.0, 1.0),
+        2,
+        2,
+        vec![0.0; 3]
+    )));
+    assert!(bad(HeatMap::new(
+        "",
+        "",
+        "",
+        (0.0, 1.0),
+        (0.0, 1.0),
+        0,
+        2,
+        vec![]
+    )));
+    assert!(bad(HeatMap::new(
+        "",
+        "",
+        "",
+        (1.0, 1.0),
+        (0.0, 1.0),
+        1,
+        1,
+        vec![0.0]
+    )));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_marker_series_draws_circles_and_no_line() {
+    let d = dir("markers");
+    let pts = vec![(0.0, 0.0), (5.0, 1.0), (10.0, 0.5)];
+    let count_red = |markers: u32| {
+        let p = d.join(format!("m{markers}.png"));
+        let s = Series::new("", pts.clone())
+            .color([255, 0, 0])
+            .markers(markers);
+        line_chart(&p, "", &[Panel::new("", "x", "y").with_series(s)]).unwrap();
+        let img = image::open(&p).unwrap().to_rgb8();
+        img.pixels().filter(|p| p.0 == [255, 0, 0]).count()
+    };
+    // Three filled circles of radius 4: about 3·π·16 ≈ 150 pixels; a 2-pixel line across
+    // the ~800-pixel plot area would colour well over 1500.
+    let (dots, line) = (count_red(4), count_red(0));
+    assert!((90..=300).contains(&dots), "{dots} red pixels");
+    assert!(line > 1000, "{line} red pixels of the line");
     std::fs::remove_dir_all(&d).unwrap();
 }
