@@ -46,7 +46,7 @@ const PIXELS: usize = SIDE * SIDE;
 #[command(about = "Gabor patches on a circle latent, learnt with the KRR engine")]
 struct Args {
     /// Training steps.
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 1500)]
     steps: u64,
     /// Training images.
     #[arg(long, default_value_t = 500)]

@@ -23,6 +23,9 @@
 //!
 //! Run: `cargo run --release --example alws_factor_analysis` (`--quick` for CI).
 
+// Small dense matrices on the host: index loops read like the formulas.
+#![allow(clippy::needless_range_loop)]
+
 use candle_core::{DType, Device, Tensor, Var};
 use clap::Parser;
 use ppl::engines::{KrrOptions, KrrWakeSleep};

@@ -369,7 +369,7 @@ fn main() -> Result<()> {
         let vars: Vec<Var> = case
             .init
             .iter()
-            .map(|t| Var::from_tensor(t))
+            .map(Var::from_tensor)
             .collect::<candle_core::Result<_>>()?;
         let p: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
         let exact = grads_of(&kind.exact(&p, &case.data)?, &vars)?;
