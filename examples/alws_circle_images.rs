@@ -11,7 +11,8 @@
 //!
 //! **Model** (f64): `z ~ VonMises(0, 0)` (uniform on the circle), `x | z ~ N(f(cos z, sin z),
 //! σ² I₂₅₆)` with `f` an MLP 2-`--hidden`-256 (tanh hidden layer) and a learnt `σ`. The
-//! KRR engine learns `f` and `σ` by maximum likelihood (`--sleep` joint samples a step,
+//! KRR engine learns `f` and `σ` by maximum likelihood (Adam, cosine-annealed from `--lr` to
+//! `--lr`/100; `--sleep` joint samples a step,
 //! `--wake-batch` data points a step, Gaussian kernel on the raw 256 pixels).
 //!
 //! **Scores** (before and after training), with the clean generator on a grid of 256
@@ -197,8 +198,16 @@ fn main() -> Result<()> {
     let (s2m_initial, m2s_initial) = scores(&model)?;
     let before = model.decode(&angles(16)?)?;
 
-    let mut trainer =
-        Trainer::new(Adam::new(), args.lr)?.observe(LossPlot::new(args.out.join("loss.png")));
+    // Cosine annealing to lr/100: the KRR gradient is noisy, and a constant rate keeps the
+    // fit wandering around the optimum.
+    let schedule = ppl::Cosine {
+        lr0: args.lr,
+        min: args.lr / 100.0,
+        steps: args.steps,
+    };
+    let mut trainer = Trainer::new(Adam::new(), args.lr)?
+        .with_schedule(schedule)
+        .observe(LossPlot::new(args.out.join("loss.png")));
     if !args.quiet {
         trainer = trainer.observe(Progress::new(args.steps));
     }
