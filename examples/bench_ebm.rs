@@ -26,8 +26,7 @@
 //! Threads: `RAYON_NUM_THREADS` / `CANDLE_NUM_THREADS` (default here: 1). Prints one JSON
 //! line, in the script's format (`steps_per_s_median`, `steps_per_s`, `ms_split_median`).
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{Linear, Module};
+use candle_core::DType;
 use clap::Parser;
 use ppl::engines::{Data, Ebm, EnergyModel, Grid, Inference, Loss, Refine, Starts, Temperature};
 use ppl::prelude::*;
@@ -53,79 +52,9 @@ struct Args {
 
 type Error = Box<dyn std::error::Error>;
 
-fn horn(ctx: &mut Ctx, n: usize) -> Result<(Tensor, Tensor)> {
-    let dev = Device::Cpu;
-    let u = Uniform::new(
-        &Tensor::zeros(n, DType::F64, &dev)?,
-        &Tensor::ones(n, DType::F64, &dev)?,
-    )?;
-    let x = u.sample(ctx.rng(), &[])?.to_vec1::<f64>()?;
-    let th = u.sample(ctx.rng(), &[])?.to_vec1::<f64>()?;
-    let eps = Normal::standard(&[n, 2], DType::F64, &dev)?
-        .sample(ctx.rng(), &[])?
-        .flatten_all()?
-        .to_vec1::<f64>()?;
-    let mut y = Vec::with_capacity(2 * n);
-    for i in 0..n {
-        let g = (2.0 * x[i]).exp();
-        let r = [
-            (1.5 * x[i] + 2.0 * (1.0 - x[i])) * g,
-            (2.0 * x[i] + 1.5 * (1.0 - x[i])) * g,
-        ];
-        let t = 2.0 * PI * th[i];
-        y.push(r[0] * t.cos() + 0.05 * eps[2 * i]);
-        y.push(r[1] * t.sin() + 0.05 * eps[2 * i + 1]);
-    }
-    Ok((
-        Tensor::from_vec(x, (n, 1), &dev)?.to_dtype(DType::F32)?,
-        Tensor::from_vec(y, (n, 2), &dev)?.to_dtype(DType::F32)?,
-    ))
-}
-
-struct Predictor {
-    l1: Linear,
-    l2: Linear,
-    l3: Linear,
-}
-
-impl Predictor {
-    fn new(ctx: &mut Ctx) -> Result<Self> {
-        let lin =
-            |ctx: &mut Ctx, name: &str, a, b| ctx.module(name, |vb| candle_nn::linear(a, b, vb));
-        Ok(Predictor {
-            l1: lin(ctx, "f/fc1", 1, 8)?,
-            l2: lin(ctx, "f/fc2", 8, 8)?,
-            l3: lin(ctx, "f/fc3", 8, 2)?,
-        })
-    }
-
-    fn model(&self, ctx: &mut Ctx, x: &Tensor, y: &Tensor, batch: usize) -> Result<()> {
-        let dev = Device::Cpu;
-        let opts = PlateOpts {
-            subsample_size: Some(batch),
-            ..Default::default()
-        };
-        ctx.plate("data", x.dim(0)?, opts, |ctx, p| {
-            let idx = p.indices()?;
-            let (xb, yb) = (x.index_select(&idx, 0)?, y.index_select(&idx, 0)?);
-            let h = self.l1.forward(&xb)?.relu()?;
-            let h = self.l2.forward(&h)?.relu()?;
-            let f = self.l3.forward(&h)?;
-            let (lo, hi) = (
-                Tensor::new(0f32, &dev)?,
-                Tensor::new(2.0 * PI as f32, &dev)?,
-            );
-            let z = ctx.sample("z", Uniform::new(&lo, &hi)?)?;
-            let d1 = yb
-                .get_on_dim(1, 0)?
-                .broadcast_sub(&z.cos()?.broadcast_mul(&f.get_on_dim(1, 0)?)?)?;
-            let d2 = yb
-                .get_on_dim(1, 1)?
-                .broadcast_sub(&z.sin()?.broadcast_mul(&f.get_on_dim(1, 1)?)?)?;
-            ctx.factor("energy", &(d1.sqr()? + d2.sqr()?)?.neg()?)
-        })
-    }
-}
+#[path = "common/horn.rs"]
+mod horn;
+use horn::{horn, Predictor};
 
 /// The engine's work in three timed phases.
 struct Phased<'a, M> {
@@ -196,7 +125,7 @@ fn main() -> std::result::Result<(), Error> {
     let mut ctx = Ctx::new(0);
     let (x, y) = horn(&mut ctx, 8192)?;
     let f = Predictor::new(&mut ctx)?;
-    let model = |c: &mut Ctx| f.model(c, &x, &y, a.batch);
+    let model = |c: &mut Ctx| f.model(c, &x, &y, Some(a.batch));
     let em = EnergyModel::new(&model, "data").periodic("z", 0.0, 2.0 * PI)?;
     let mut ebm = Ebm::new(
         em,
@@ -218,7 +147,7 @@ fn main() -> std::result::Result<(), Error> {
     let mut ctx2 = Ctx::new(0);
     let (x2, y2) = horn(&mut ctx2, 8192)?;
     let f2 = Predictor::new(&mut ctx2)?;
-    let model2 = |c: &mut Ctx| f2.model(c, &x2, &y2, a.batch);
+    let model2 = |c: &mut Ctx| f2.model(c, &x2, &y2, Some(a.batch));
     let mut phased = Phased {
         em: EnergyModel::new(&model2, "data").periodic("z", 0.0, 2.0 * PI)?,
         grid: grid()?,
