@@ -5,7 +5,9 @@
 
 use candle_core::{DType, Device, Tensor, Var, D};
 use ppl_core::prelude::*;
-use ppl_inference::engines::{KernelApprox, KernelRidge, KrrOptions, KrrWakeSleep, Tuning};
+use ppl_inference::engines::{
+    KernelApprox, KernelRidge, KrrOptions, KrrWakeSleep, LearnedFeatures, Tuning,
+};
 use ppl_inference::guides::AutoAmortized;
 use ppl_inference::{Adam, Engine, Trainer};
 
@@ -726,4 +728,466 @@ fn works_in_f32() {
     // 30 Adam steps of 0.1 from 0 towards the mean 2.18: at least 1.5 (the gradient's
     // sign is all that Adam's early steps need).
     assert!(mu > 1.5, "μ = {mu}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The exponential-family split in expectation.
+
+/// KRR gradient (negated loss gradient, i.e. of the mean log-likelihood) and exact
+/// gradient for factor analysis at `fa_start`, `n_sleep` sleep samples, seed `seed`.
+fn fa_gradients(n_sleep: usize, seed: u64, split: bool) -> (Vec<f64>, Vec<f64>) {
+    let data = fa_data(200, 7);
+    let (w0, b0) = fa_start();
+    let model = |ctx: &mut Ctx| fa(ctx, &data, &w0, &b0);
+    let mut ctx = Ctx::new(seed).with_dtype(DType::F64);
+    let opts = KrrOptions::default()
+        .sleep_samples(n_sleep)
+        .exp_family_split(split);
+    let mut e = KrrWakeSleep::new(&model, "data", opts);
+    e.init(&mut ctx).unwrap();
+    let vs = vars(&ctx, &["w", "b"]);
+    let est = e.estimate(&mut ctx).unwrap();
+    assert_eq!(est.split, split);
+    let g_krr: Vec<f64> = grads_of(&est.loss, &vs).iter().map(|g| -g).collect();
+    let g_exact = grads_of(&fa_exact(&data, vs[0].as_tensor(), vs[1].as_tensor()), &vs);
+    (g_krr, g_exact)
+}
+
+fn norm(v: &[f64]) -> f64 {
+    v.iter().map(|u| u * u).sum::<f64>().sqrt()
+}
+
+/// Over `r` paired seeds at `n` sleep samples (the same seed gives both estimators the
+/// same sleep and validation samples): the relative distance of the split and plain mean
+/// gradients to the exact one, the relative distance between the two means, the largest
+/// |mean difference| / standard error over components, and the two total variances.
+fn split_vs_plain(n: usize, r: usize) -> (f64, f64, f64, f64, f64, f64) {
+    let runs: Vec<_> = (0..r as u64)
+        .map(|s| {
+            let (gs, exact) = fa_gradients(n, 100 + s, true);
+            let (gp, _) = fa_gradients(n, 100 + s, false);
+            (gs, gp, exact)
+        })
+        .collect();
+    let exact = runs[0].2.clone();
+    let dim = exact.len();
+    let mean_of = |k: usize| -> Vec<f64> {
+        (0..dim)
+            .map(|j| runs.iter().map(|x| [&x.0, &x.1][k][j]).sum::<f64>() / r as f64)
+            .collect()
+    };
+    let (m_split, m_plain) = (mean_of(0), mean_of(1));
+    let var_of = |k: usize, m: &[f64]| -> f64 {
+        runs.iter()
+            .map(|x| {
+                [&x.0, &x.1][k]
+                    .iter()
+                    .zip(m)
+                    .map(|(u, v)| (u - v).powi(2))
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+            / (r - 1) as f64
+    };
+    let (var_split, var_plain) = (var_of(0, &m_split), var_of(1, &m_plain));
+    let diffs: Vec<Vec<f64>> = runs
+        .iter()
+        .map(|x| x.0.iter().zip(&x.1).map(|(u, v)| u - v).collect())
+        .collect();
+    let d_mean: Vec<f64> = m_split.iter().zip(&m_plain).map(|(u, v)| u - v).collect();
+    let z_max = (0..dim)
+        .map(|j| {
+            let v = diffs
+                .iter()
+                .map(|d| (d[j] - d_mean[j]).powi(2))
+                .sum::<f64>()
+                / (r - 1) as f64;
+            d_mean[j].abs() / (v / r as f64).sqrt()
+        })
+        .fold(0.0, f64::max);
+    let g = norm(&exact);
+    let rel = |m: &[f64]| norm(&m.iter().zip(&exact).map(|(u, v)| u - v).collect::<Vec<_>>()) / g;
+    (
+        rel(&m_split),
+        rel(&m_plain),
+        norm(&d_mean) / g,
+        z_max,
+        var_split,
+        var_plain,
+    )
+}
+
+#[test]
+fn exponential_family_split_equals_plain_regression_in_expectation() {
+    // Both estimators regress the same conditional expectation (the split one regresses
+    // η_θ(z) and r_θ(z) and plugs T(x) in exactly), so their expectations over sleep sets
+    // differ only through the regressions' smoothing biases, which vanish as N grows: the
+    // difference of the mean gradients must shrink from N = 250 to N = 1000, and at
+    // N = 1000 both means must be near the exact gradient. The split one varies less.
+    let r = 12;
+    let small = split_vs_plain(250, r);
+    let large = split_vs_plain(1000, r);
+    for (n, s) in [(250, small), (1000, large)] {
+        eprintln!(
+            "N={n}: split vs exact {:.4}, plain vs exact {:.4}, split vs plain {:.4} \
+             (max z {:.2}); var split {:.4e} plain {:.4e}",
+            s.0, s.1, s.2, s.3, s.4, s.5
+        );
+    }
+    // Measured: 0.175 at N = 250, 0.042 at N = 1000 (relative to |∇|).
+    assert!(
+        large.2 < 0.5 * small.2,
+        "difference N=1000 {} vs N=250 {}",
+        large.2,
+        small.2
+    );
+    assert!(
+        large.2 < 0.08,
+        "split and plain means differ by {} at N=1000",
+        large.2
+    );
+    assert!(large.0 < 0.1, "split mean vs exact {}", large.0);
+    assert!(large.1 < 0.1, "plain mean vs exact {}", large.1);
+    assert!(
+        small.4 < small.5 && large.4 < large.5,
+        "variances {small:?} {large:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The differentiable solve and learned kernel features.
+
+#[test]
+fn spd_solve_matches_a_direct_solve_and_finite_differences() {
+    use ppl_inference::engines::spd_solve;
+    // A = M Mᵀ + I (SPD), B random; loss = Σ X ⊙ W. Forward against Gaussian elimination
+    // (1e-10), gradients in A and B against central differences of the f64 forward
+    // (step 1e-6: truncation ~1e-12, rounding ~1e-10 relative).
+    let n = 5;
+    let g = host_normals(3, n * n + n * 2 + n * 2);
+    let m = mat(n, n, |i, j| g[i * n + j]);
+    let a =
+        (m.matmul(&m.t().unwrap()).unwrap() + Tensor::eye(n, DType::F64, &DEV).unwrap()).unwrap();
+    let b = mat(n, 2, |i, j| g[n * n + i * 2 + j]);
+    let w = mat(n, 2, |i, j| g[n * n + 2 * n + i * 2 + j]);
+    let x = spd_solve(&a, &b).unwrap();
+    let direct = gauss_solve(a.to_vec2().unwrap(), b.to_vec2().unwrap());
+    for (u, v) in x
+        .to_vec2::<f64>()
+        .unwrap()
+        .iter()
+        .flatten()
+        .zip(direct.iter().flatten())
+    {
+        assert!((u - v).abs() < 1e-10, "{u} vs {v}");
+    }
+    let loss = |a: &Tensor, b: &Tensor| -> f64 {
+        (spd_solve(a, b).unwrap() * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
+    let (va, vb) = (Var::from_tensor(&a).unwrap(), Var::from_tensor(&b).unwrap());
+    let l = (spd_solve(va.as_tensor(), vb.as_tensor()).unwrap() * &w)
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let grads = l.backward().unwrap();
+    let ga: Vec<Vec<f64>> = grads.get(va.as_tensor()).unwrap().to_vec2().unwrap();
+    let gb: Vec<Vec<f64>> = grads.get(vb.as_tensor()).unwrap().to_vec2().unwrap();
+    let h = 1e-6;
+    let bump = |t: &Tensor, i: usize, j: usize, d: f64, sym: bool| -> Tensor {
+        let (r, c) = t.dims2().unwrap();
+        let e = mat(r, c, |p, q| {
+            if (p, q) == (i, j) || (sym && (p, q) == (j, i)) {
+                d
+            } else {
+                0.0
+            }
+        });
+        (t + e).unwrap()
+    };
+    for i in 0..n {
+        for (j, an) in gb[i].iter().enumerate() {
+            let fd = (loss(&a, &bump(&b, i, j, h, false)) - loss(&a, &bump(&b, i, j, -h, false)))
+                / (2.0 * h);
+            assert!(
+                (fd - an).abs() < 1e-6 * (1.0 + fd.abs()),
+                "dB[{i},{j}] {fd} vs {an}"
+            );
+        }
+        for j in 0..n {
+            // A symmetric perturbation of the (i, j) and (j, i) entries moves the loss by
+            // (G_ij + G_ji) h (by G_ii h on the diagonal).
+            let fd = (loss(&bump(&a, i, j, h, true), &b) - loss(&bump(&a, i, j, -h, true), &b))
+                / (2.0 * h);
+            let an = if i == j {
+                ga[i][i]
+            } else {
+                ga[i][j] + ga[j][i]
+            };
+            assert!(
+                (fd - an).abs() < 1e-6 * (1.0 + fd.abs()),
+                "dA[{i},{j}] {fd} vs {an}"
+            );
+            // The gradient is symmetric (A is read as (A + Aᵀ)/2).
+            assert!((ga[i][j] - ga[j][i]).abs() < 1e-12);
+        }
+    }
+    // f32 forward agrees with f64 to f32 precision
+    let x32 = spd_solve(
+        &a.to_dtype(DType::F32).unwrap(),
+        &b.to_dtype(DType::F32).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(x32.dtype(), DType::F32);
+    let x32: Vec<f64> = x32
+        .to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    for (u, v) in x32.iter().zip(direct.iter().flatten()) {
+        assert!((u - v).abs() < 1e-4 * (1.0 + v.abs()), "{u} vs {v}");
+    }
+    // typed errors name the shapes
+    let e = spd_solve(&a, &mat(n + 1, 2, |_, _| 0.0))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("spd_solve") && e.contains("[6, 2]"), "{e}");
+    let e = spd_solve(&a, &b.to_dtype(DType::F32).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("F32"), "{e}");
+}
+
+/// `z ~ N(0, 1)`; `x ∈ R⁵`, `x₁ ~ N(w z, 0.3²)` and four nuisance coordinates
+/// `x₂..₅ ~ N(0, 3²)` independent of `z`. Learnable `w`; exact marginal
+/// `x₁ ~ N(0, w² + 0.09)`.
+fn nuisance(ctx: &mut Ctx, data: &Tensor, w0: f64) -> Result<()> {
+    let x = ctx.input("x", data)?;
+    let w = ctx.param("w", || Ok(Tensor::new(w0, &DEV)?), Constraint::Real)?;
+    let n = x.dim(0)?;
+    let dtype = x.dtype();
+    let pick = Tensor::new(&[1.0f64, 0.0, 0.0, 0.0, 0.0], &DEV)?.to_dtype(dtype)?;
+    let scale = Tensor::new(&[0.3f64, 3.0, 3.0, 3.0, 3.0], &DEV)?.to_dtype(dtype)?;
+    ctx.plate("data", n, PlateOpts::default(), |ctx, _| {
+        let z = ctx.sample("z", Normal::standard(&[n], dtype, &DEV)?)?;
+        let loc = z
+            .unsqueeze(1)?
+            .broadcast_mul(&pick.broadcast_mul(&w.to_dtype(dtype)?)?)?;
+        let scale = scale.broadcast_as((n, 5))?.contiguous()?;
+        ctx.observe("obs", Normal::new(&loc, &scale)?.to_event(1)?, &x)?;
+        Ok(())
+    })
+}
+
+fn nuisance_data(n: usize, w: f64, seed: u64) -> Tensor {
+    let g = host_normals(seed, n * 6);
+    mat(n, 5, |i, j| {
+        if j == 0 {
+            w * g[i * 6] + 0.3 * g[i * 6 + 1]
+        } else {
+            3.0 * g[i * 6 + 1 + j]
+        }
+    })
+}
+
+/// The validation error after one tuned step and the relative error of the KRR gradient
+/// of the mean log-likelihood in `w` (against `d/dw mean log N(x₁; 0, w² + 0.09)`).
+fn nuisance_errors(features: Option<LearnedFeatures>, seed: u64) -> (f64, f64) {
+    let data = nuisance_data(300, 1.0, 9);
+    let w0 = 0.5;
+    let model = |ctx: &mut Ctx| nuisance(ctx, &data, w0);
+    let mut ctx = Ctx::new(seed).with_dtype(DType::F64);
+    let mut opts = KrrOptions::default()
+        .sleep_samples(400)
+        .tuning(Some(Tuning {
+            validation: 400,
+            max_train: 400,
+            ..Tuning::default()
+        }));
+    if let Some(l) = features {
+        opts = opts.learned_features(l);
+    }
+    let mut e = KrrWakeSleep::new(&model, "data", opts);
+    e.init(&mut ctx).unwrap();
+    let vs = vars(&ctx, &["w"]);
+    let est = e.estimate(&mut ctx).unwrap();
+    let g = -grads_of(&est.loss, &vs)[0];
+    let x1: Vec<f64> = data
+        .narrow(1, 0, 1)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let s2 = w0 * w0 + 0.09;
+    let m2 = x1.iter().map(|x| x * x).sum::<f64>() / x1.len() as f64;
+    let exact = w0 * (m2 / (s2 * s2) - 1.0 / s2);
+    (
+        est.metrics.get("val_err").unwrap(),
+        (g - exact).abs() / exact.abs(),
+    )
+}
+
+#[test]
+fn learned_features_ignore_nuisance_coordinates() {
+    // With four nuisance coordinates of scale 3 the median-heuristic Gaussian kernel on the
+    // raw x barely sees x₁, the only coordinate that carries information about z; features
+    // learned through the solve down-weight the nuisance and predict the targets better.
+    let learned = LearnedFeatures {
+        steps: 150,
+        lr: 0.02,
+        ..LearnedFeatures::default()
+    };
+    let mut raw = (0.0, 0.0);
+    let mut fit = (0.0, 0.0);
+    for s in 0..2 {
+        let r = nuisance_errors(None, s);
+        let l = nuisance_errors(Some(learned.clone()), s);
+        eprintln!(
+            "seed {s}: raw val_err {:.4} grad err {:.4}; learned {:.4} {:.4}",
+            r.0, r.1, l.0, l.1
+        );
+        raw = (raw.0 + r.0 / 2.0, raw.1 + r.1 / 2.0);
+        fit = (fit.0 + l.0 / 2.0, fit.1 + l.1 / 2.0);
+    }
+    assert!(
+        fit.0 < 0.5 * raw.0,
+        "validation error: learned {} raw {}",
+        fit.0,
+        raw.0
+    );
+    assert!(
+        fit.1 < 0.7 * raw.1,
+        "gradient error: learned {} raw {}",
+        fit.1,
+        raw.1
+    );
+}
+
+#[test]
+fn resuming_with_learned_features_is_bit_identical() {
+    // 6 steps straight against 3 steps, a checkpoint (parameters, Adam, RNG, engine state
+    // with the feature network's weights), and 3 more in a fresh context and engine.
+    use ppl_inference::{load_checkpoint, save_checkpoint};
+    let data = fa_data(60, 2);
+    let (w0, b0) = fa_start();
+    let model = |ctx: &mut Ctx| fa(ctx, &data, &w0, &b0);
+    let opts = || {
+        KrrOptions::default()
+            .sleep_samples(80)
+            .tuning(Some(Tuning {
+                every: 2,
+                validation: 60,
+                max_train: 80,
+                ..Tuning::default()
+            }))
+            .learned_features(LearnedFeatures {
+                hidden: vec![8],
+                out: 3,
+                steps: 5,
+                lr: 0.01,
+            })
+    };
+    let params = |ctx: &Ctx| -> Vec<f64> {
+        ["w", "b"]
+            .iter()
+            .flat_map(|n| {
+                ctx.params()
+                    .get(n)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f64>()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let mut a = Ctx::new(5).with_dtype(DType::F64);
+    let mut ta = Trainer::new(Adam::new(), 0.05).unwrap();
+    let mut ea = KrrWakeSleep::new(&model, "data", opts());
+    let straight = ta.run(&mut a, &mut ea, 6).unwrap().losses;
+
+    let dir = std::env::temp_dir().join(format!("ppl-krr-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("krr.ckpt");
+    let mut b = Ctx::new(5).with_dtype(DType::F64);
+    let mut tb = Trainer::new(Adam::new(), 0.05).unwrap();
+    let mut eb = KrrWakeSleep::new(&model, "data", opts());
+    let mut resumed = tb.run(&mut b, &mut eb, 3).unwrap().losses;
+    let state = eb.state().unwrap();
+    assert!(state.iter().any(|(k, _)| k.starts_with("krr/features/")));
+    save_checkpoint(&path, &mut b, &tb, &eb).unwrap();
+
+    let mut c = Ctx::new(77).with_dtype(DType::F64);
+    let mut tc = Trainer::new(Adam::new(), 0.05).unwrap();
+    let mut ec = KrrWakeSleep::new(&model, "data", opts());
+    assert_eq!(load_checkpoint(&path, &mut c, &mut tc, &mut ec).unwrap(), 3);
+    resumed.extend(tc.run(&mut c, &mut ec, 3).unwrap().losses);
+    assert_eq!(straight, resumed, "loss sequence");
+    assert_eq!(params(&a), params(&c), "final parameters");
+    let (sa, sc) = (ea.state().unwrap(), ec.state().unwrap());
+    assert_eq!(sa.len(), sc.len());
+    for ((ka, va), (kc, vc)) in sa.iter().zip(&sc) {
+        assert_eq!(ka, kc);
+        let (u, v): (Vec<f64>, Vec<f64>) = (
+            va.flatten_all().unwrap().to_vec1().unwrap(),
+            vc.flatten_all().unwrap().to_vec1().unwrap(),
+        );
+        assert_eq!(u, v, "{ka}");
+    }
+
+    // A checkpoint with learned features refuses an engine on raw features, and the
+    // other way round, naming the mismatch.
+    let mut raw = KrrWakeSleep::new(&model, "data", opts().features(|x| Ok(x.clone())));
+    let e = raw
+        .load_state(state.iter().cloned().collect())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("krr/features"), "{e}");
+    let plain: std::collections::HashMap<_, _> = state
+        .iter()
+        .filter(|(k, _)| !k.starts_with("krr/features/"))
+        .cloned()
+        .collect();
+    let mut learned = KrrWakeSleep::new(&model, "data", opts());
+    let e = learned.load_state(plain).unwrap_err().to_string();
+    assert!(e.contains("no feature"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn learned_feature_options_are_validated() {
+    let data = fa_data(20, 1);
+    let (w0, b0) = fa_start();
+    let model = |ctx: &mut Ctx| fa(ctx, &data, &w0, &b0);
+    let base = || KrrOptions::default().sleep_samples(50);
+    let e = err_of(
+        &model,
+        base()
+            .tuning(None)
+            .learned_features(LearnedFeatures::default()),
+    );
+    assert!(e.contains("features") && e.contains("tuning"), "{e}");
+    let bad = |l: LearnedFeatures| err_of(&model, base().learned_features(l));
+    let e = bad(LearnedFeatures {
+        out: 0,
+        ..LearnedFeatures::default()
+    });
+    assert!(e.contains("widths"), "{e}");
+    let e = bad(LearnedFeatures {
+        hidden: vec![4, 0],
+        ..LearnedFeatures::default()
+    });
+    assert!(e.contains("widths"), "{e}");
+    let e = bad(LearnedFeatures {
+        lr: f64::NAN,
+        ..LearnedFeatures::default()
+    });
+    assert!(e.contains("learning rate"), "{e}");
 }

@@ -22,8 +22,8 @@ pub use ebm::{
     Inference, Loss, Method, Penalty, Refine, Starts, Temperature, EBM_PLATE,
 };
 pub use krr::{
-    median_bandwidth, FeatureMap, Features, KernelApprox, KernelRidge, KrrEstimate, KrrOptions,
-    KrrWakeSleep, Tuning,
+    median_bandwidth, spd_solve, FeatureMap, Features, KernelApprox, KernelRidge, KrrEstimate,
+    KrrOptions, KrrWakeSleep, LearnedFeatures, Tuning,
 };
 pub use svi::{Baseline, Iwae, Objective, ObjectiveOutput, Svi, TraceElbo};
 pub use wake_sleep::{GuideInputs, ReweightedWakeSleep, WakeSleep};

@@ -1,3 +1,4 @@
+use super::learned::FeatureNet;
 use super::options::{Features, KrrOptions};
 use super::ridge::{grid_search, median_host, to_host, to_tensor, HostMat, KernelRidge};
 use crate::engine::{Engine, Metrics, StepOutput};
@@ -86,18 +87,28 @@ pub struct KrrEstimate {
 /// both interpolate and coincide.
 ///
 /// **Kernel, bandwidth and `λ`.** `σ` is a multiple of the median distance between the
-/// sleep points' features (`φ` = the raw observed values, or a fixed map
-/// [`Features::Map`](super::Features)). The multiple and `λ` are learned as in the paper, by
-/// minimising the prediction error of the regression targets on a fresh validation sleep
-/// set. We do it by a grid search (multiples × `λ` values, [`Tuning`](super::Tuning)) every
-/// `every` steps: one symmetric eigendecomposition `K = UΛUᵀ` per bandwidth gives the
-/// validation error of every `λ` at once, exactly and deterministically. Gradient descent
-/// through the solve (the paper's choice) needs derivatives of a host factorisation that
-/// candle cannot differentiate, is non-convex in `σ` and would cost a solve per iteration;
-/// random-feature regression is differentiable but noisier. The parameters change slowly,
-/// so re-tuning every few steps loses little. The error of column `c` is divided by its
-/// validation variance so that every target (`l_θ`, or `r_θ` and each `η` column) weighs
-/// the same; constant columns are skipped.
+/// sleep points' features: `φ` = the raw observed values, a fixed map
+/// ([`Features::Map`](super::Features)) or a learned one
+/// ([`Features::Learned`](super::Features)). The multiple and `λ` are learned as in the
+/// paper, by minimising the prediction error of the regression targets on a fresh
+/// validation sleep set, every `every` steps ([`Tuning`](super::Tuning)):
+/// - *Grid search* (always): multiples × `λ` values. One symmetric eigendecomposition
+///   `K = UΛUᵀ` per bandwidth gives the validation error of every `λ` at once, exactly and
+///   deterministically, and the error is non-convex in `σ`, where gradient descent from a
+///   bad start stalls.
+/// - *Gradient descent through the solve* (with learned features): from the grid's best,
+///   Adam on the weights `ψ` of a small MLP `φ_ψ`, `log` multiple and `log λ` jointly,
+///   minimising `Σ_c mean_v (k(x_v, X_s)(K + λI)⁻¹ y_c − y_{v,c})² / var_v(y_c)`. The solve
+///   is a differentiable op ([`spd_solve`](super::spd_solve): faer Cholesky forward,
+///   `∂/∂B = A⁻¹G`, `∂/∂A = −sym(A⁻¹G Xᵀ)` backward), so this is the paper's procedure;
+///   it costs a solve per iteration, which is why it refines the grid's answer rather
+///   than replacing it. Random-feature regression would be differentiable without a
+///   custom op but adds Monte Carlo noise to the very error being minimised.
+///
+/// The parameters change slowly, so re-tuning every few steps loses little. The error of
+/// column `c` is divided by its validation variance so that every target (`l_θ`, or `r_θ`
+/// and each `η` column) weighs the same; constant columns are skipped. The network's
+/// weights, the multiple and `λ` are engine state, saved in checkpoints.
 ///
 /// **Linear algebra.** On the host in f64 with faer: the `N × N` Cholesky of `K + λI` (a
 /// growing jitter if it fails, a typed error after), or for large `N`
@@ -162,6 +173,10 @@ pub struct KrrWakeSleep<'a, M: ?Sized> {
     lambda: f64,
     val_err: Option<f64>,
     steps: u64,
+    /// The learned feature network ([`Features::Learned`]), built by `init`.
+    net: Option<FeatureNet>,
+    /// Network weights loaded before `init` built the network.
+    pending: Option<HashMap<String, Tensor>>,
 }
 
 impl<'a, M: Model + ?Sized> KrrWakeSleep<'a, M> {
@@ -177,6 +192,8 @@ impl<'a, M: Model + ?Sized> KrrWakeSleep<'a, M> {
             setup: None,
             val_err: None,
             steps: 0,
+            net: None,
+            pending: None,
         }
     }
 
@@ -314,6 +331,11 @@ impl<'a, M: Model + ?Sized> KrrWakeSleep<'a, M> {
         match &self.opts.features {
             Features::Raw => to_host(x, "the observed values"),
             Features::Map(f) => to_host(&f(x)?, "the features φ(x)"),
+            Features::Learned(_) => self
+                .net
+                .as_ref()
+                .ok_or_else(|| PplError::config(CONTEXT, "learned features used before init"))?
+                .features(x),
         }
     }
 
@@ -325,7 +347,7 @@ impl<'a, M: Model + ?Sized> KrrWakeSleep<'a, M> {
         let split = self.opts.exp_family_split && !setup.split.is_empty();
         let sleep = self.sleep_with(ctx, &setup, n)?;
         let xs = per_rows(&sleep, &setup.observed)?;
-        let xs_h = self.features(&xs)?;
+        let mut xs_h = self.features(&xs)?;
         // Replay the detached samples with gradients to θ.
         let model = self.model;
         let ((), replayed) = ctx.trace(|ctx| {
@@ -343,7 +365,8 @@ impl<'a, M: Model + ?Sized> KrrWakeSleep<'a, M> {
         if let Some(tuning) = self.opts.tuning.clone() {
             if self.steps % tuning.every as u64 == 0 {
                 let val = self.sleep_with(ctx, &setup, tuning.validation)?;
-                let xv = self.features(&per_rows(&val, &setup.observed)?)?;
+                let xv_raw = per_rows(&val, &setup.observed)?;
+                let xv = self.features(&xv_raw)?;
                 let (lv, pv) = self.targets(&setup, &val, split)?;
                 let yv = target_matrix(&lv, pv.as_ref())?;
                 let ys = target_matrix(&l, parts.as_ref())?;
@@ -359,8 +382,29 @@ impl<'a, M: Model + ?Sized> KrrWakeSleep<'a, M> {
                 self.bandwidth_multiplier = bw / median;
                 self.lambda = lam;
                 self.val_err = Some(err);
+                if let Some(net) = self.net.as_mut() {
+                    // Refine ψ, the multiple and λ from the grid's best by gradient descent
+                    // through the solve, then recompute the step's features.
+                    let (mult, lam, err) = net.fit(
+                        &xs.narrow(0, 0, k)?,
+                        &ys_t,
+                        &xv_raw,
+                        &yv,
+                        self.bandwidth_multiplier,
+                        self.lambda,
+                    )?;
+                    self.bandwidth_multiplier = mult;
+                    self.lambda = lam;
+                    self.val_err = Some(err);
+                    xs_h = self.features(&xs)?;
+                }
             }
         }
+        let median = if self.net.is_some() {
+            median_host(&xs_h)?
+        } else {
+            median
+        };
         let bandwidth = self.bandwidth_multiplier * median;
         let ridge =
             KernelRidge::fit_host(xs_h, bandwidth, self.lambda, &self.opts.approx, ctx.rng())?;
@@ -541,11 +585,29 @@ impl<M: Model + ?Sized> Engine for KrrWakeSleep<'_, M> {
             }
             Some((Tensor::cat(&stats, 1)?, logh))
         };
+        let x_data = Tensor::cat(&rows, 1)?;
+        if let (Features::Learned(l), None) = (&self.opts.features, &self.net) {
+            // Weights loaded from a checkpoint replace the initial ones: draw the seed only
+            // for a fresh start, so that a resumed run's random stream equals the straight
+            // run's (which drew it once, at its own start).
+            let net = match self.pending.take() {
+                Some(state) => {
+                    let net = FeatureNet::new(&x_data, l, 0)?;
+                    net.load(&state)?;
+                    net
+                }
+                None => {
+                    let seed = (ctx.rng().uniform_open() * (1u64 << 53) as f64) as u64;
+                    FeatureNet::new(&x_data, l, seed)?
+                }
+            };
+            self.net = Some(net);
+        }
         self.setup = Some(Setup {
             n,
             inputs,
             observed,
-            x_data: Tensor::cat(&rows, 1)?,
+            x_data,
             split,
             t_data,
         });
@@ -571,14 +633,17 @@ impl<M: Model + ?Sized> Engine for KrrWakeSleep<'_, M> {
 
     fn state(&self) -> Result<Vec<(String, Tensor)>> {
         let s = |v: f64| Tensor::new(v, &Device::Cpu);
-        Ok(vec![
+        Ok([
             (
                 "krr/bandwidth_multiplier".into(),
                 s(self.bandwidth_multiplier)?,
             ),
             ("krr/lambda".into(), s(self.lambda)?),
             ("krr/steps".into(), s(self.steps as f64)?),
-        ])
+        ]
+        .into_iter()
+        .chain(self.net.iter().flat_map(|n| n.state()))
+        .collect())
     }
 
     fn load_state(&mut self, state: HashMap<String, Tensor>) -> Result<()> {
@@ -601,6 +666,25 @@ impl<M: Model + ?Sized> Engine for KrrWakeSleep<'_, M> {
                 "KrrWakeSleep::load_state",
                 format!("unknown state `{k}` (a checkpoint of another engine?)"),
             ));
+        }
+        let has_net = state.keys().any(|k| k.starts_with(super::learned::PREFIX));
+        let learned = matches!(self.opts.features, Features::Learned(_));
+        if has_net != learned {
+            return Err(PplError::config(
+                "KrrWakeSleep::load_state",
+                if learned {
+                    "the engine learns its kernel features but the checkpoint has no feature \
+                     weights (`krr/features/...`): it was saved with other `features`"
+                } else {
+                    "the checkpoint has learned kernel features (`krr/features/...`) but this \
+                     engine's `features` is not `Features::Learned`"
+                },
+            ));
+        }
+        match &self.net {
+            Some(net) => net.load(&state)?,
+            None if has_net => self.pending = Some(state),
+            None => {}
         }
         self.bandwidth_multiplier = bw;
         self.lambda = lam;

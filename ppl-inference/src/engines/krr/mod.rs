@@ -3,9 +3,12 @@
 //! `log p_θ(x, z)` on sleep samples, with no posterior approximation.
 
 mod engine;
+mod learned;
 mod options;
 mod ridge;
+mod solve;
 
 pub use engine::{KrrEstimate, KrrWakeSleep};
-pub use options::{FeatureMap, Features, KernelApprox, KrrOptions, Tuning};
+pub use options::{FeatureMap, Features, KernelApprox, KrrOptions, LearnedFeatures, Tuning};
 pub use ridge::{median_bandwidth, KernelRidge};
+pub use solve::spd_solve;

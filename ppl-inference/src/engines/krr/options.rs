@@ -57,6 +57,36 @@ pub enum Features {
     Raw,
     /// `φ(x)` for a fixed map (e.g. a pretrained encoder, or summary statistics).
     Map(FeatureMap),
+    /// `φ_ψ(x)` for a small network whose weights `ψ` are learned with the bandwidth and
+    /// `λ` on the validation sleep set (needs [`KrrOptions::tuning`]).
+    Learned(LearnedFeatures),
+}
+
+/// A learned feature map for the kernel: a tanh MLP on standardised `x` whose weights, the
+/// bandwidth multiple and `λ` minimise the validation error of the ridge regression by
+/// Adam, differentiating through the exact solve (see the engine's doc). The weights are
+/// engine state (saved in checkpoints), not model parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnedFeatures {
+    /// Hidden widths (default `[32]`).
+    pub hidden: Vec<usize>,
+    /// The feature dimension (default 8).
+    pub out: usize,
+    /// Adam iterations per tuning round (default 50).
+    pub steps: usize,
+    /// Adam's learning rate (default `0.01`).
+    pub lr: f64,
+}
+
+impl Default for LearnedFeatures {
+    fn default() -> Self {
+        LearnedFeatures {
+            hidden: vec![32],
+            out: 8,
+            steps: 50,
+            lr: 0.01,
+        }
+    }
 }
 
 impl std::fmt::Debug for Features {
@@ -64,6 +94,7 @@ impl std::fmt::Debug for Features {
         match self {
             Features::Raw => f.write_str("Raw"),
             Features::Map(_) => f.write_str("Map(<fn>)"),
+            Features::Learned(l) => f.debug_tuple("Learned").field(l).finish(),
         }
     }
 }
@@ -176,6 +207,11 @@ impl KrrOptions {
         self.features = Features::Map(Arc::new(map));
         self
     }
+    /// Sets [`KrrOptions::features`] to a learned map (see [`LearnedFeatures`]).
+    pub fn learned_features(mut self, learned: LearnedFeatures) -> Self {
+        self.features = Features::Learned(learned);
+        self
+    }
     /// Sets [`KrrOptions::exp_family_split`].
     pub fn exp_family_split(mut self, on: bool) -> Self {
         self.exp_family_split = on;
@@ -211,6 +247,32 @@ impl KrrOptions {
             );
         }
         self.approx.validate(self.sleep_samples)?;
+        if let Features::Learned(l) = &self.features {
+            if self.tuning.is_none() {
+                return bad(
+                    "features",
+                    "learned features are fitted on the validation sleep set: set `tuning`".into(),
+                );
+            }
+            if l.out == 0 || l.hidden.contains(&0) {
+                return bad(
+                    "features",
+                    format!(
+                        "learned feature widths must be positive (hidden {:?}, out {})",
+                        l.hidden, l.out
+                    ),
+                );
+            }
+            if !(l.lr > 0.0 && l.lr.is_finite()) {
+                return bad(
+                    "features",
+                    format!(
+                        "learned features need a positive learning rate, got {}",
+                        l.lr
+                    ),
+                );
+            }
+        }
         if let Some(t) = &self.tuning {
             if t.every == 0 {
                 return bad("tuning.every", "must be at least 1".into());
