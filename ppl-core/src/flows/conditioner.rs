@@ -161,7 +161,9 @@ impl Conditioner {
                 batch.push(cd);
                 let xb = x.broadcast_as(xs)?;
                 let cb = c.to_dtype(x.dtype())?.broadcast_as(batch)?;
-                Ok(Tensor::cat(&[&xb, &cb], D::Minus1)?)
+                // cat on the last axis can return a strided layout that candle's matmul
+                // rejects for rank > 3 batches: make it contiguous.
+                Ok(Tensor::cat(&[&xb, &cb], D::Minus1)?.contiguous()?)
             }
             (None, cd) => Err(PplError::invalid_argument(
                 "Conditioner",

@@ -9,6 +9,7 @@ fn rows(t: &Tensor) -> Vec<Vec<f64>> {
 }
 
 /// `log |det M|` of a small square matrix by Gaussian elimination with partial pivoting.
+#[allow(clippy::needless_range_loop)] // rows r and c of one matrix
 pub fn log_abs_det(m: &[Vec<f64>]) -> f64 {
     let n = m.len();
     let mut a: Vec<Vec<f64>> = m.to_vec();
