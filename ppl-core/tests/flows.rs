@@ -303,6 +303,22 @@ fn multi_axis_batches_and_context_broadcasting_match_row_by_row() {
     perturb(&lu_store, 1, 0.5);
     let (z1, l1) = lu.to_base(&x1, None).unwrap();
     assert_eq!((z1.dims(), l1.dims()), (&[5usize][..], &[][..]));
+    let (x2, _) = lu.to_data(&z1, None).unwrap();
+    assert!(max_abs_diff(&x2, &x1) < 1e-12);
+    // So do unconditional stacks (the conditioner takes a single event too).
+    let s2 = ParamStore::new();
+    let f2 = real_nvp(&s2, DType::F64, 0, true, Mixing::LuLinear);
+    perturb(&s2, 2, 0.4);
+    f2.to_base(&randn(&mut rng, &[9, 5], 1.0, DType::F64), None)
+        .unwrap(); // ActNorm init
+    let (z1, l1) = f2.to_base(&x1, None).unwrap();
+    assert_eq!((z1.dims(), l1.dims()), (&[5usize][..], &[][..]));
+    let (x2, l2) = f2.to_data(&z1, None).unwrap();
+    assert!(max_abs_diff(&x2, &x1) < 1e-10);
+    assert!((host(&l2)[0] + host(&l1)[0]).abs() < 1e-10);
+    let v = randn(&mut rng, &[2, 5], 1.0, DType::F64);
+    let (_, _, jv) = f2.to_base_jvp(&x1, None, &v).unwrap();
+    assert_eq!(jv.dims(), &[2, 5]);
 }
 
 #[test]
@@ -755,4 +771,82 @@ fn flow_speed_and_inverse() {
     assert!((host(&l)[0] - 2f64.ln()).abs() < 1e-15);
     let (z, _) = Inverse::new(f.clone()).to_data(&x, None).unwrap();
     assert_eq!(host(&z), vec![10.0, 20.0]);
+}
+
+#[test]
+fn optimisers_leave_the_actnorm_flag_alone() {
+    use candle_nn::Optimizer;
+    let store = ParamStore::new();
+    let flow = RealNvp::build(
+        store.var_builder(DType::F64, &DEV, 1),
+        3,
+        0,
+        2,
+        &[8],
+        &RealNvpOptions {
+            actnorm: true,
+            ..RealNvpOptions::default()
+        },
+    )
+    .unwrap();
+    let dist = FlowDistribution::standard_normal(Arc::new(flow), None, DType::F64, &DEV).unwrap();
+    let mut rng = PplRng::seed_from_u64(2);
+    let data = randn(&mut rng, &[32, 3], 2.0, DType::F64);
+    let vars: Vec<Var> = store.vars().into_iter().map(|(_, v)| v).collect();
+    let params = candle_nn::ParamsAdamW {
+        lr: 0.05,
+        weight_decay: 0.5,
+        ..Default::default()
+    };
+    let mut adam = candle_nn::AdamW::new(vars.clone(), params).unwrap();
+    let mut sgd = candle_nn::SGD::new(vars, 0.05).unwrap();
+    let loc_before = host(&store.get("actnorm0.loc").unwrap());
+    for _ in 0..3 {
+        let loss = dist
+            .log_prob(&data)
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .neg()
+            .unwrap();
+        let grads = loss.backward().unwrap();
+        let flag = store.unconstrained("actnorm0.initialized").unwrap();
+        assert!(grads.get(flag.as_tensor()).is_none());
+        adam.step(&grads).unwrap();
+        sgd.step(&grads).unwrap();
+    }
+    for name in ["actnorm0.initialized", "actnorm1.initialized"] {
+        assert_eq!(host(&store.get(name).unwrap()), vec![1.0], "{name}");
+    }
+    // The ActNorm parameters themselves are trained.
+    assert_ne!(host(&store.get("actnorm0.loc").unwrap()), loc_before);
+}
+
+#[test]
+fn flow_distribution_at_model_sites() {
+    let mut rng = PplRng::seed_from_u64(3);
+    let x = randn(&mut rng, &[4, 3], 1.0, DType::F64);
+    let mut ctx = Ctx::new(0).with_dtype(DType::F64);
+    let (lps, trace) = ctx
+        .trace(|ctx| {
+            let flow = ctx.module("flow", |vb| {
+                RealNvp::build(vb, 3, 0, 2, &[8], &RealNvpOptions::default())
+                    .map_err(|e| candle_core::Error::Msg(e.to_string()))
+            })?;
+            let dev = ctx.device().clone();
+            let d = FlowDistribution::standard_normal(Arc::new(flow), None, DType::F64, &dev)?;
+            let z = ctx.sample("z", d.clone())?;
+            ctx.observe("x", d.expand(&[4])?, &x)?;
+            Ok((d.log_prob(&z)?, d.log_prob(&x)?))
+        })
+        .unwrap();
+    assert!(ctx
+        .params()
+        .names()
+        .iter()
+        .any(|n| n.starts_with("flow.coupling0.")));
+    assert_eq!(trace.value("z").unwrap().dims(), &[3]);
+    let want = host(&lps.0)[0] + host(&lps.1).iter().sum::<f64>();
+    let got = host(&trace.log_joint().unwrap())[0];
+    assert!((got - want).abs() < 1e-12, "{got} vs {want}");
 }

@@ -182,14 +182,17 @@ impl Conditioner {
 
     /// `h(x, c)` `[..., out_dim]`.
     pub fn forward(&self, x: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
-        let mut h = self.input(x, context)?;
+        let h = self.input(x, context)?;
+        // candle's matmul needs a matrix: a single event `[in]` goes through as `[1, in]`.
+        let single = h.rank() == 1;
+        let mut h = if single { h.unsqueeze(0)? } else { h };
         for (i, (w, b)) in self.layers.iter().enumerate() {
             h = h.broadcast_matmul(&w.t()?)?.broadcast_add(b)?;
             if i + 1 < self.layers.len() {
                 h = self.activation.apply(&h)?;
             }
         }
-        Ok(h)
+        Ok(if single { h.squeeze(0)? } else { h })
     }
 
     /// `h(x, c)` and `∂h/∂x · v` for tangents `v` `[K, ..., in_dim]` (→ `[K, ..., out_dim]`).
@@ -199,7 +202,9 @@ impl Conditioner {
         context: Option<&Tensor>,
         v: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
-        let mut h = self.input(x, context)?;
+        let h = self.input(x, context)?;
+        let single = h.rank() == 1;
+        let mut h = if single { h.unsqueeze(0)? } else { h };
         let mut t = v.clone();
         for (i, (w, b)) in self.layers.iter().enumerate() {
             let wt = w.t()?;
@@ -216,7 +221,7 @@ impl Conditioner {
                 h = self.activation.apply(&h)?;
             }
         }
-        Ok((h, t))
+        Ok((if single { h.squeeze(0)? } else { h }, t))
     }
 }
 

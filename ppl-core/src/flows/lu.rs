@@ -91,7 +91,11 @@ impl LuLinear {
     fn apply_w(&self, y: &Tensor) -> Result<Tensor> {
         let (l, u) = self.factors(y.dtype())?;
         let w = l.index_select(&self.perm, 0)?.matmul(&u)?;
-        // candle's matmul rejects some broadcast (zero-stride) layouts: copy those.
+        // candle's matmul needs a matrix and rejects some broadcast (zero-stride)
+        // layouts: a single event goes through as `[1, D]`, other layouts are copied.
+        if y.rank() == 1 {
+            return Ok(y.unsqueeze(0)?.matmul(&w.t()?)?.squeeze(0)?);
+        }
         Ok(y.contiguous()?.broadcast_matmul(&w.t()?)?)
     }
 
