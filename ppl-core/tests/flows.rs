@@ -576,6 +576,20 @@ fn actnorm_initialises_once_across_threads() {
         .collect();
     let did: Vec<bool> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(did.iter().filter(|d| **d).count(), 1, "{did:?}");
+    // Several layers on the same store path (a model rebuilding its modules each run).
+    let store = ParamStore::new();
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let an = ActNorm::new(store.var_builder(DType::F64, &DEV, 0).pp("an"), 2).unwrap();
+                let x = Tensor::new(&[[0.0f64, 1.0], [2.0 + i as f64, 5.0]], &DEV).unwrap();
+                an.initialize(&x).unwrap()
+            })
+        })
+        .collect();
+    let did: Vec<bool> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(did.iter().filter(|d| **d).count(), 1, "{did:?}");
 }
 
 #[test]

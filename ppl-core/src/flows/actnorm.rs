@@ -9,6 +9,9 @@ use candle_nn::{Init, VarBuilder};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+/// Serialises data-dependent initialisations (rare: once per layer and store).
+static INIT_LOCK: Mutex<()> = Mutex::new(());
+
 /// A per-dimension affine layer `x = loc + exp(log_scale) ⊙ z` whose parameters are set
 /// from the first data it sees, so that the data leave it with zero mean and unit variance
 /// per dimension.
@@ -26,15 +29,15 @@ use std::sync::Mutex;
 /// gradient and the optimisers leave it alone (ppl-inference's `Adam`/`Sgd` and candle-nn's
 /// optimisers skip variables without a gradient); it is saved and loaded with the other
 /// parameters, so a layer rebuilt from a loaded store is not initialised again.
-/// Initialisation writes the variables in place under a lock (`&self`, thread-safe: two
-/// threads racing to initialise do it once).
+/// Initialisation writes the variables in place under a process-wide lock (`&self`,
+/// thread-safe: threads racing to initialise one layer, or several `ActNorm` values built
+/// on the same store path, e.g. rebuilt by `ctx.module` in each run, do it once).
 #[derive(Debug)]
 pub struct ActNorm {
     loc: Var,
     log_scale: Var,
     flag: Var,
     dim: usize,
-    lock: Mutex<()>,
     /// Set once the flag was seen set (saves reading the flag on every call).
     seen: AtomicBool,
 }
@@ -58,7 +61,6 @@ impl ActNorm {
             log_scale: get("log_scale", 0.0, dim)?,
             flag: get("initialized", 0.0, 1)?,
             dim,
-            lock: Mutex::new(()),
             seen: AtomicBool::new(false),
         })
     }
@@ -82,7 +84,7 @@ impl ActNorm {
     /// from `x` detached.
     pub fn initialize(&self, x: &Tensor) -> Result<bool> {
         check_event("ActNorm", "the data x", x, self.dim)?;
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         if self.is_initialized()? {
             return Ok(false);
         }
