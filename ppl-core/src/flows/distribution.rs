@@ -22,6 +22,24 @@ use std::sync::Arc;
 /// batch shape (every axis of the context but the last); the base is expanded to it, so
 /// every batch element gets its own draw. Support: real vectors. Mean, variance and
 /// entropy have no closed form (typed errors).
+///
+/// ```
+/// use ppl_core::prelude::*;
+/// use ppl_core::flows::{FlowDistribution, RealNvp, RealNvpOptions};
+/// use candle_core::{DType, Device, Tensor};
+/// use std::sync::Arc;
+/// # fn main() -> ppl_core::Result<()> {
+/// let store = ParamStore::new();
+/// let vb = store.var_builder(DType::F64, &Device::Cpu, 0);
+/// // 3 coupling layers on R^4, conditioned on a context of size 2.
+/// let flow = RealNvp::build(vb, 4, 2, 3, &[32, 32], &RealNvpOptions::default())?;
+/// let context = Tensor::zeros((5, 2), DType::F64, &Device::Cpu)?;
+/// let d = FlowDistribution::standard_normal(Arc::new(flow), Some(context), DType::F64, &Device::Cpu)?;
+/// let mut rng = PplRng::seed_from_u64(0);
+/// let x = d.sample(&mut rng, &[10])?;          // [10, 5, 4], reparameterised
+/// assert_eq!(d.log_prob(&x)?.dims(), &[10, 5]);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct FlowDistribution {
     base: DynDistribution,
