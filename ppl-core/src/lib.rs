@@ -18,6 +18,7 @@
 //! | [`distributions`] | the [`Distribution`](distributions::Distribution) trait, one file per family, wrappers, analytic KL |
 //! | [`handlers`] | the [`Handler`](handlers::Handler) trait, one file per handler |
 //! | [`transforms`] | bijections onto constrained supports ([`biject_to`](transforms::biject_to)) |
+//! | [`flows`] | normalizing flows: the [`Bijector`](flows::Bijector) contract and its layers |
 //! | [`special`], [`linalg`], [`tensor`] | differentiable special functions, linear algebra, broadcasting and host-transfer helpers |
 //! | [`validation`] | argument checks (on by default) and the scoped opt-out |
 //!
@@ -42,6 +43,7 @@ mod ctx;
 mod device;
 pub mod distributions;
 mod error;
+pub mod flows;
 pub mod handlers;
 pub mod linalg;
 mod message;

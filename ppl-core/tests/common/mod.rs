@@ -68,3 +68,4 @@ pub fn lnorm(x: f64, m: f64, sd: f64) -> f64 {
 pub fn scalar(t: &Tensor) -> f64 {
     t.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
 }
+pub mod flow_checks;

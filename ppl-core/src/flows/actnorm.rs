@@ -1,0 +1,184 @@
+//! Activation normalisation (Glow, Kingma & Dhariwal 2018) with data-dependent init.
+
+use super::bijector::Bijector;
+use super::shape::{batch_broadcast, check_event, check_tangents};
+use crate::error::{PplError, Result};
+use crate::tensor::host_f64;
+use candle_core::{DType, Tensor, Var, D};
+use candle_nn::{Init, VarBuilder};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+/// Serialises data-dependent initialisations (rare: once per layer and store).
+static INIT_LOCK: Mutex<()> = Mutex::new(());
+
+/// A per-dimension affine layer `x = loc + exp(log_scale) ⊙ z` whose parameters are set
+/// from the first data it sees, so that the data leave it with zero mean and unit variance
+/// per dimension.
+///
+/// **Initialisation.** [`ActNorm::initialize`] sets `loc` to the per-dimension mean of
+/// `x` `[..., D]` (over every batch axis) and `log_scale` to the log of its (population)
+/// standard deviation, floored at `1e-6`. The first call to [`Bijector::to_base`] (the
+/// density direction, on data) does this on its input when the layer is not initialised
+/// yet; inside a [`Flow`](super::Flow) that is the output of the layers above it, as in
+/// Glow. [`Bijector::to_data`] never initialises (it uses the current values: the identity
+/// for a new layer).
+///
+/// The state lives in the parameter store under `vb`: `loc`, `log_scale` and a flag
+/// `initialized` (`[1]`, 0 or 1). The flag never enters a computation, so it receives no
+/// gradient and the optimisers leave it alone (ppl-inference's `Adam`/`Sgd` and candle-nn's
+/// optimisers skip variables without a gradient); it is saved and loaded with the other
+/// parameters, so a layer rebuilt from a loaded store is not initialised again.
+/// Initialisation writes the variables in place under a process-wide lock (`&self`,
+/// thread-safe: threads racing to initialise one layer, or several `ActNorm` values built
+/// on the same store path, e.g. rebuilt by `ctx.module` in each run, do it once).
+#[derive(Debug)]
+pub struct ActNorm {
+    loc: Var,
+    log_scale: Var,
+    flag: Var,
+    dim: usize,
+    /// Set once the flag was seen set (saves reading the flag on every call).
+    seen: AtomicBool,
+}
+
+impl ActNorm {
+    /// An ActNorm layer on events of size `dim`, with its state under `vb` (see the type's
+    /// documentation). A new layer is the identity until initialised.
+    pub fn new(vb: VarBuilder, dim: usize) -> Result<Self> {
+        if dim == 0 {
+            return Err(PplError::invalid_argument(
+                "ActNorm",
+                "dim must be positive",
+            ));
+        }
+        let get = |name: &str, init: f64, n: usize| -> Result<Var> {
+            let t = vb.get_with_hints(n, name, Init::Const(init))?;
+            Ok(Var::from_tensor(&t)?)
+        };
+        Ok(ActNorm {
+            loc: get("loc", 0.0, dim)?,
+            log_scale: get("log_scale", 0.0, dim)?,
+            flag: get("initialized", 0.0, 1)?,
+            dim,
+            seen: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether the layer's data-dependent initialisation has happened (here or in the run
+    /// that saved the loaded parameters).
+    pub fn is_initialized(&self) -> Result<bool> {
+        if self.seen.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        let v = host_f64(self.flag.as_tensor())?;
+        let set = v.first().is_some_and(|f| *f > 0.5);
+        if set {
+            self.seen.store(true, Ordering::Release);
+        }
+        Ok(set)
+    }
+
+    /// Initialises `loc` and `log_scale` from data `x` `[..., D]` (at least two rows) unless
+    /// the layer is initialised already; returns whether it did. The values are computed
+    /// from `x` detached.
+    pub fn initialize(&self, x: &Tensor) -> Result<bool> {
+        check_event("ActNorm", "the data x", x, self.dim)?;
+        let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_initialized()? {
+            return Ok(false);
+        }
+        let n = x.elem_count() / self.dim;
+        if n < 2 {
+            return Err(PplError::invalid_argument(
+                "ActNorm",
+                format!(
+                    "data-dependent initialisation needs at least 2 rows to estimate a \
+                     variance, got x of shape {:?}",
+                    x.dims()
+                ),
+            ));
+        }
+        let rows = x.detach().to_dtype(DType::F64)?.reshape((n, self.dim))?;
+        let mean = rows.mean(0)?;
+        let var = rows.broadcast_sub(&mean)?.sqr()?.mean(0)?;
+        let log_sd = (var.maximum(1e-12)?.log()? * 0.5)?;
+        let (m, l) = (host_f64(&mean)?, host_f64(&log_sd)?);
+        if m.iter().chain(&l).any(|v| !v.is_finite()) {
+            return Err(PplError::invalid_argument(
+                "ActNorm",
+                "data-dependent initialisation saw non-finite data (NaN or infinite entries)",
+            ));
+        }
+        let dt = self.loc.dtype();
+        self.loc
+            .set(&mean.to_dtype(dt)?.to_device(self.loc.device())?)?;
+        self.log_scale
+            .set(&log_sd.to_dtype(dt)?.to_device(self.loc.device())?)?;
+        let one = Tensor::ones(1, self.flag.dtype(), self.flag.device())?;
+        self.flag.set(&one)?;
+        self.seen.store(true, Ordering::Release);
+        Ok(true)
+    }
+
+    /// The current `loc` `[D]`.
+    pub fn loc(&self) -> &Tensor {
+        self.loc.as_tensor()
+    }
+
+    /// The current `log_scale` `[D]`.
+    pub fn log_scale(&self) -> &Tensor {
+        self.log_scale.as_tensor()
+    }
+
+    fn params(&self, like: &Tensor) -> Result<(Tensor, Tensor)> {
+        let dt = like.dtype();
+        Ok((
+            self.loc.as_tensor().to_dtype(dt)?,
+            self.log_scale.as_tensor().to_dtype(dt)?,
+        ))
+    }
+}
+
+impl Bijector for ActNorm {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn to_data(&self, z: &Tensor, _context: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        check_event("ActNorm", "the input z", z, self.dim)?;
+        let (loc, ls) = self.params(z)?;
+        let x = z.broadcast_mul(&ls.exp()?)?.broadcast_add(&loc)?;
+        Ok((x, batch_broadcast(&ls.sum(D::Minus1)?, z)?))
+    }
+    fn to_base(&self, x: &Tensor, _context: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        check_event("ActNorm", "the input x", x, self.dim)?;
+        if !self.is_initialized()? {
+            self.initialize(x)?;
+        }
+        let (loc, ls) = self.params(x)?;
+        let z = x.broadcast_sub(&loc)?.broadcast_mul(&ls.neg()?.exp()?)?;
+        Ok((z, batch_broadcast(&ls.sum(D::Minus1)?.neg()?, x)?))
+    }
+    fn to_data_jvp(
+        &self,
+        z: &Tensor,
+        context: Option<&Tensor>,
+        v: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        check_tangents("ActNorm", z, v, self.dim)?;
+        let (x, l) = self.to_data(z, context)?;
+        let (_, ls) = self.params(z)?;
+        Ok((x, l, v.broadcast_mul(&ls.exp()?)?))
+    }
+    fn to_base_jvp(
+        &self,
+        x: &Tensor,
+        context: Option<&Tensor>,
+        v: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        check_tangents("ActNorm", x, v, self.dim)?;
+        let (z, l) = self.to_base(x, context)?;
+        let (_, ls) = self.params(x)?;
+        Ok((z, l, v.broadcast_mul(&ls.neg()?.exp()?)?))
+    }
+}

@@ -1,0 +1,159 @@
+//! An invertible linear layer in LU form (Glow's 1×1 convolution, for vectors).
+
+use super::bijector::Bijector;
+use super::shape::{
+    batch_broadcast, check_event, check_tangents, index_tensor, invert_permutation, take_last,
+};
+use crate::error::{PplError, Result};
+use crate::linalg::solve_lower_triangular;
+use candle_core::{Tensor, D};
+use candle_nn::{Init, VarBuilder};
+
+/// `x = W z + b` with `W = P L U`: `P` a fixed permutation (`(P y)_i = y_{perm[i]}`), `L`
+/// unit lower-triangular, `U` upper-triangular with diagonal `exp(log_s)` (so `W` is
+/// always invertible). `ladj = Σ log_s` (to data).
+///
+/// To base: `z = U⁻¹ L⁻¹ Pᵀ (x − b)`, two triangular solves ([`solve_lower_triangular`],
+/// differentiable, O(D) tensor ops over the whole batch). Both directions are one pass.
+///
+/// Parameters under `vb`: `lower` `[D, D]` (its strict lower triangle is used), `upper`
+/// `[D, D]` (strict upper triangle), `log_s` `[D]`, `bias` `[D]`, all starting at zero (the
+/// layer starts as `P`).
+#[derive(Debug, Clone)]
+pub struct LuLinear {
+    lower: Tensor,
+    upper: Tensor,
+    log_s: Tensor,
+    bias: Tensor,
+    perm: Tensor,
+    perm_inv: Tensor,
+    /// The reversal `D−1…0` (turns the upper solve into a lower one).
+    rev: Tensor,
+    strict_lower: Tensor,
+    eye: Tensor,
+    dim: usize,
+}
+
+impl LuLinear {
+    /// An LU linear layer on events of size `dim`; `perm` is `P` (`None`: the identity).
+    pub fn new(vb: VarBuilder, dim: usize, perm: Option<Vec<usize>>) -> Result<Self> {
+        if dim == 0 {
+            return Err(PplError::invalid_argument(
+                "LuLinear",
+                "dim must be positive",
+            ));
+        }
+        let perm = perm.unwrap_or_else(|| (0..dim).collect());
+        let inv = invert_permutation(&perm)
+            .filter(|_| perm.len() == dim)
+            .ok_or_else(|| {
+                PplError::invalid_argument(
+                    "LuLinear",
+                    format!("perm {perm:?} is not a permutation of 0..{dim}"),
+                )
+            })?;
+        let dev = vb.device().clone();
+        let dt = vb.dtype();
+        let zero = Init::Const(0.0);
+        let eye = Tensor::eye(dim, dt, &dev)?;
+        Ok(LuLinear {
+            lower: vb.get_with_hints((dim, dim), "lower", zero)?,
+            upper: vb.get_with_hints((dim, dim), "upper", zero)?,
+            log_s: vb.get_with_hints(dim, "log_s", zero)?,
+            bias: vb.get_with_hints(dim, "bias", zero)?,
+            perm: index_tensor(&perm, &dev)?,
+            perm_inv: index_tensor(&inv, &dev)?,
+            rev: index_tensor(&(0..dim).rev().collect::<Vec<_>>(), &dev)?,
+            strict_lower: (Tensor::tril2(dim, dt, &dev)? - &eye)?,
+            eye,
+            dim,
+        })
+    }
+
+    /// `(L, U)` as dense matrices, in `dtype`.
+    fn factors(&self, dtype: candle_core::DType) -> Result<(Tensor, Tensor)> {
+        let sl = self.strict_lower.to_dtype(dtype)?;
+        let eye = self.eye.to_dtype(dtype)?;
+        let l = (self.lower.to_dtype(dtype)?.mul(&sl)? + &eye)?;
+        let su = sl.t()?;
+        let diag = eye.broadcast_mul(&self.log_s.to_dtype(dtype)?.exp()?.unsqueeze(0)?)?;
+        let u = (self.upper.to_dtype(dtype)?.mul(&su)? + diag)?;
+        Ok((l, u))
+    }
+
+    /// The weight `W = P L U` `[D, D]`.
+    pub fn weight(&self) -> Result<Tensor> {
+        let (l, u) = self.factors(self.lower.dtype())?;
+        Ok(l.index_select(&self.perm, 0)?.matmul(&u)?)
+    }
+
+    /// `y W ᵀ` for row vectors `y` `[..., D]` (any number of batch axes).
+    fn apply_w(&self, y: &Tensor) -> Result<Tensor> {
+        let (l, u) = self.factors(y.dtype())?;
+        let w = l.index_select(&self.perm, 0)?.matmul(&u)?;
+        // candle's matmul needs a matrix and rejects some broadcast (zero-stride)
+        // layouts: a single event goes through as `[1, D]`, other layouts are copied.
+        if y.rank() == 1 {
+            return Ok(y.unsqueeze(0)?.matmul(&w.t()?)?.squeeze(0)?);
+        }
+        Ok(y.contiguous()?.broadcast_matmul(&w.t()?)?)
+    }
+
+    /// `W⁻¹ y` for row vectors `y` `[..., D]`: `U⁻¹ L⁻¹ Pᵀ y`.
+    fn solve_w(&self, y: &Tensor) -> Result<Tensor> {
+        let (l, u) = self.factors(y.dtype())?;
+        let dims = y.dims().to_vec();
+        let n = y.elem_count() / self.dim;
+        // Columns: B [D, n].
+        let b = take_last(y, &self.perm_inv)?.reshape((n, self.dim))?.t()?;
+        let c = solve_lower_triangular(&l, &b)?;
+        // U z = c  ⇔  (R U R)(R z) = R c with R the reversal; R U R is lower-triangular.
+        let rur = u.index_select(&self.rev, 0)?.index_select(&self.rev, 1)?;
+        let rc = c.index_select(&self.rev, 0)?;
+        let rz = solve_lower_triangular(&rur, &rc)?;
+        let z = rz.index_select(&self.rev, 0)?.t()?.reshape(dims)?;
+        Ok(z)
+    }
+
+    fn ladj(&self, like: &Tensor) -> Result<Tensor> {
+        batch_broadcast(&self.log_s.to_dtype(like.dtype())?.sum(D::Minus1)?, like)
+    }
+}
+
+impl Bijector for LuLinear {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn to_data(&self, z: &Tensor, _context: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        check_event("LuLinear", "the input z", z, self.dim)?;
+        let x = self
+            .apply_w(z)?
+            .broadcast_add(&self.bias.to_dtype(z.dtype())?)?;
+        Ok((x, self.ladj(z)?))
+    }
+    fn to_base(&self, x: &Tensor, _context: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        check_event("LuLinear", "the input x", x, self.dim)?;
+        let y = x.broadcast_sub(&self.bias.to_dtype(x.dtype())?)?;
+        Ok((self.solve_w(&y)?, self.ladj(x)?.neg()?))
+    }
+    fn to_data_jvp(
+        &self,
+        z: &Tensor,
+        context: Option<&Tensor>,
+        v: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        check_tangents("LuLinear", z, v, self.dim)?;
+        let (x, l) = self.to_data(z, context)?;
+        Ok((x, l, self.apply_w(v)?))
+    }
+    fn to_base_jvp(
+        &self,
+        x: &Tensor,
+        context: Option<&Tensor>,
+        v: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        check_tangents("LuLinear", x, v, self.dim)?;
+        let (z, l) = self.to_base(x, context)?;
+        Ok((z, l, self.solve_w(v)?))
+    }
+}
