@@ -730,12 +730,22 @@ impl Ctx {
         path: &str,
         build: impl FnOnce(VarBuilder<'static>) -> candle_core::Result<M>,
     ) -> Result<M> {
+        self.try_module(path, |vb| Ok(build(vb)?))
+    }
+
+    /// [`Ctx::module`] for builders that return this crate's [`Result`] (flows, GLM heads),
+    /// so their typed errors reach the caller unchanged.
+    pub fn try_module<M>(
+        &mut self,
+        path: &str,
+        build: impl FnOnce(VarBuilder<'static>) -> Result<M>,
+    ) -> Result<M> {
         let seed = crate::seeded_init::derive_seed(&self.rng().state(), path);
         let vb = self
             .params
             .var_builder(self.dtype, &self.device, seed)
             .pp(path);
-        Ok(build(vb)?)
+        build(vb)
     }
 }
 

@@ -10,9 +10,11 @@
 //! | [`Svi`] | stochastic variational inference over an [`Objective`]: [`TraceElbo`] (with [`Baseline`]s), [`Iwae`] (IWAE, Rényi-α, DReG) |
 //! | [`WakeSleep`] | classic wake-sleep (Helmholtz machine): wake-phase model update with guide samples, sleep-phase guide update on dreams |
 //! | [`ReweightedWakeSleep`] | reweighted wake-sleep: wake-θ, wake-φ and sleep-φ with per-data-point weights |
+//! | [`Hybrid`] | hybrid models with deep invertible features (DIGLM): a flow's exact `log p(x)` and a GLM head on its features ([`GlmHead`]: [`LinearGaussian`], [`Softmax`], [`Logistic`]; [`BayesianLinear`]), trained on `log p(y \| x) + λ log p(x)`, semi-supervised |
 //! | [`KrrWakeSleep`] | amortised learning by wake-sleep: maximum likelihood from kernel ridge regression of `log p(x, z)` on sleep samples ([`KrrOptions`], [`KernelRidge`]) |
 
 mod ebm;
+mod hybrid;
 mod krr;
 mod svi;
 mod wake_sleep;
@@ -20,6 +22,10 @@ mod wake_sleep;
 pub use ebm::{
     encoder_loss, relaxed_min, Contrastive, Data, Ebm, Encoder, EnergyModel, FreeEnergy, Grid,
     Inference, Loss, Method, Penalty, Refine, Starts, Temperature, EBM_PLATE,
+};
+pub use hybrid::{
+    auroc, log_px, selective_accuracy, BayesianLinear, GlmHead, Hybrid, HybridEval, HybridOptions,
+    LinearGaussian, Logistic, Softmax,
 };
 pub use krr::{
     median_bandwidth, spd_solve, FeatureMap, Features, KernelApprox, KernelRidge, KrrEstimate,
