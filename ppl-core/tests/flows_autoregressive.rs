@@ -826,3 +826,80 @@ fn planar_and_radial_batches_and_f32() {
         }
     }
 }
+
+/// Unbatched inputs `[D]` (no batch axis, as a guide's first run gives) work in every layer
+/// and equal the `[1, D]` results, tangents `[K, D]` included.
+#[test]
+fn unbatched_inputs_work_in_every_layer() {
+    let store = ParamStore::new();
+    let vb = store.var_builder(DType::F64, &Device::Cpu, 1);
+    let d = 4;
+    let layers: Vec<Box<dyn Bijector>> = vec![
+        Box::new(
+            MaskedAffineAutoregressive::new(
+                vb.pp("maf"),
+                AutoregressiveMode::Maf,
+                d,
+                0,
+                &[8],
+                Activation::Tanh,
+                None,
+            )
+            .unwrap(),
+        ),
+        Box::new(
+            MaskedAffineAutoregressive::new(
+                vb.pp("iaf"),
+                AutoregressiveMode::Iaf,
+                d,
+                0,
+                &[],
+                Activation::Tanh,
+                None,
+            )
+            .unwrap(),
+        ),
+        Box::new(
+            SplineCoupling::new(
+                vb.pp("spline"),
+                &[true, false, false, true],
+                0,
+                &[8],
+                Activation::Relu,
+                4,
+                2.0,
+            )
+            .unwrap(),
+        ),
+        Box::new(Planar::new(vb.pp("planar"), d).unwrap()),
+        Box::new(Radial::new(vb.pp("radial"), d).unwrap()),
+    ];
+    perturb(&store, 71, 0.5);
+    let x1 = tensor(vec![0.3, -0.6, 1.2, 0.05], &[d], DType::F64);
+    let x2 = x1.reshape((1, d)).unwrap();
+    let v1 = tensor(
+        (0..2 * d).map(|i| i as f64 * 0.1 - 0.3).collect(),
+        &[2, d],
+        DType::F64,
+    );
+    let v2 = v1.reshape((2, 1, d)).unwrap();
+    for l in &layers {
+        for fwd in [true, false] {
+            let run = |x: &Tensor, v: &Tensor| {
+                if fwd {
+                    l.to_data_jvp(x, None, v).unwrap()
+                } else {
+                    l.to_base_jvp(x, None, v).unwrap()
+                }
+            };
+            let (y1, l1, j1) = run(&x1, &v1);
+            let (y2, l2, j2) = run(&x2, &v2);
+            assert_eq!(y1.dims(), &[d], "{l:?}");
+            assert_eq!(l1.dims(), &[] as &[usize], "{l:?}");
+            assert_eq!(j1.dims(), &[2, d], "{l:?}");
+            assert_eq!(host(&y1), host(&y2));
+            assert_eq!(host(&l1), host(&l2));
+            assert_eq!(host(&j1), host(&j2));
+        }
+    }
+}

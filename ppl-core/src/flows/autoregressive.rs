@@ -170,6 +170,7 @@ impl MaskedAffineAutoregressive {
             Some(v) => Some(shapes::tangents(LAYER, v, &y)?),
             None => None,
         };
+        let (y, c, v, lifted) = shapes::lift(y, c, v)?;
         let step = |p: &Params| -> Result<(Tensor, Option<Tensor>)> {
             if forward {
                 Self::push(&y, p, v.as_ref())
@@ -204,7 +205,7 @@ impl MaskedAffineAutoregressive {
         };
         let ladj = s.sum(D::Minus1)?;
         let ladj = if forward { ladj } else { ladj.neg()? };
-        Ok((out, ladj, dout))
+        shapes::lower(out, ladj, dout, lifted)
     }
 }
 

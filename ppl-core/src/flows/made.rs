@@ -203,12 +203,20 @@ impl Made {
     /// `h(x, c)` `[..., D, n_params]` (batch axes of `x` and `c` broadcast).
     pub fn forward(&self, x: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
         let mut h = self.input(x, context)?;
+        // An unbatched `[D]` gets a unit batch axis for the matmuls.
+        let lifted = h.rank() == 1;
+        if lifted {
+            h = h.unsqueeze(0)?;
+        }
         for (i, (w, b, m)) in self.layers.iter().enumerate() {
             let wm = (w * m)?;
             h = h.broadcast_matmul(&wm.t()?)?.broadcast_add(b)?;
             if i + 1 < self.layers.len() {
                 h = self.activation.apply(&h)?;
             }
+        }
+        if lifted {
+            h = h.squeeze(0)?;
         }
         self.split(h)
     }
@@ -222,6 +230,10 @@ impl Made {
         v: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
         let mut h = self.input(x, context)?;
+        let lifted = h.rank() == 1;
+        if lifted {
+            h = h.unsqueeze(0)?;
+        }
         let mut t = v.clone();
         for (i, (w, b, m)) in self.layers.iter().enumerate() {
             let wt = (w * m)?.t()?;
@@ -237,6 +249,9 @@ impl Made {
                 t = t.broadcast_mul(&self.activation.derivative(&h)?)?;
                 h = self.activation.apply(&h)?;
             }
+        }
+        if lifted {
+            h = h.squeeze(0)?;
         }
         Ok((self.split(h)?, self.split(t)?))
     }

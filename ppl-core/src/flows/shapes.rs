@@ -103,3 +103,33 @@ pub(crate) fn tangents(layer: &'static str, v: &Tensor, x: &Tensor) -> Result<Te
         .broadcast_as(target)?
         .contiguous()?)
 }
+
+/// An unbatched input `[D]` (after broadcasting against the context) lifted to `[1, D]`
+/// (context `[1, C]`, tangents `[K, 1, D]`) so that matmuls see a batch axis; `true` when it
+/// was lifted, for [`lower`].
+pub(crate) fn lift(
+    x: Tensor,
+    c: Option<Tensor>,
+    v: Option<Tensor>,
+) -> Result<(Tensor, Option<Tensor>, Option<Tensor>, bool)> {
+    if x.rank() != 1 {
+        return Ok((x, c, v, false));
+    }
+    let c = c.map(|c| c.unsqueeze(0)).transpose()?;
+    let v = v.map(|v| v.unsqueeze(1)).transpose()?;
+    Ok((x.unsqueeze(0)?, c, v, true))
+}
+
+/// Undoes [`lift`] on a layer's `(output [1, D], ladj [1], tangents [K, 1, D])`.
+pub(crate) fn lower(
+    out: Tensor,
+    ladj: Tensor,
+    dout: Option<Tensor>,
+    lifted: bool,
+) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+    if !lifted {
+        return Ok((out, ladj, dout));
+    }
+    let dout = dout.map(|d| d.squeeze(1)).transpose()?;
+    Ok((out.squeeze(0)?, ladj.squeeze(0)?, dout))
+}

@@ -290,6 +290,7 @@ impl SplineCoupling {
             Some(v) => Some(shapes::tangents(LAYER, v, &x)?),
             None => None,
         };
+        let (x, c, v, lifted) = shapes::lift(x, c, v)?;
         let xa = Self::select(&x, &self.conditioning)?;
         let xb = Self::select(&x, &self.transformed)?;
         let va = v
@@ -337,7 +338,7 @@ impl SplineCoupling {
             }
             _ => None,
         };
-        Ok((y, logd.sum(D::Minus1)?, dy))
+        shapes::lower(y, logd.sum(D::Minus1)?, dy, lifted)
     }
 }
 
