@@ -90,6 +90,16 @@ fn auto_iaf_recovers_a_correlated_gaussian_posterior_and_beats_mean_field() {
         "ELBO {elbo_iaf} vs {logz}"
     );
 
+    // The flow's image of the base mean: for a (nearly) Gaussian q it is the mean.
+    let med = iaf.median(&mut ctx).unwrap();
+    assert_eq!(med.len(), 1);
+    assert_eq!(med[0].0, "w");
+    let w: Vec<f64> = med[0].1.to_vec1().unwrap();
+    assert!(
+        (w[0] - MEAN).abs() < 0.05 && (w[1] - MEAN).abs() < 0.05,
+        "median {w:?}"
+    );
+
     // Mean-field: the best diagonal Gaussian has variances 1/Λᵢᵢ = 1/5 and loses
     // KL = ½ (log 5 + log 5 − log 9) ≈ 0.511 nats.
     let mut ctx = Ctx::new(4);
