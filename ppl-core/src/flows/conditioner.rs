@@ -17,7 +17,7 @@ pub enum Activation {
 }
 
 impl Activation {
-    fn apply(&self, a: &Tensor) -> Result<Tensor> {
+    pub(crate) fn apply(&self, a: &Tensor) -> Result<Tensor> {
         Ok(match self {
             Activation::Relu => a.relu()?,
             Activation::Tanh => a.tanh()?,
@@ -26,7 +26,7 @@ impl Activation {
     }
 
     /// `σ'(a)`, differentiable where `σ'` is (ReLU's step has zero gradient).
-    fn derivative(&self, a: &Tensor) -> Result<Tensor> {
+    pub(crate) fn derivative(&self, a: &Tensor) -> Result<Tensor> {
         Ok(match self {
             Activation::Relu => a.gt(0.0)?.to_dtype(a.dtype())?,
             Activation::Tanh => (1.0 - a.tanh()?.sqr()?)?,

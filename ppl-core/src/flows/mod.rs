@@ -13,26 +13,48 @@
 //! | `distribution.rs` | [`FlowDistribution`]: a base distribution pushed through a flow (usable at any sample site) |
 //! | `realnvp.rs` | [`RealNvp::build`]: alternating-mask coupling stacks with [`Mixing`] and optional ActNorm |
 //! | `shape.rs` | crate-private shape checks and index helpers |
+//! | `shapes.rs` | (private) broadcasting of inputs, contexts and tangents, with layer-named errors |
+//! | `made.rs` | [`Made`], the masked autoregressive MLP (MADE) with tangents |
+//! | `dual.rs` | (private) dual numbers on tensors: values with tangents, for the spline's JVPs |
+//! | `spline.rs` | [`rational_quadratic_spline`] and [`SplineCoupling`] (Neural Spline Flows) |
+//! | `autoregressive.rs` | [`MaskedAffineAutoregressive`]: MAF and IAF ([`AutoregressiveMode`]) |
+//! | `planar.rs` | [`Planar`] flow (inverse by a 1-D root solve) |
+//! | `radial.rs` | [`Radial`] flow (closed-form inverse along the radius) |
 
 mod actnorm;
+mod autoregressive;
 mod bijector;
 mod compose;
 mod conditioner;
 mod coupling;
 mod distribution;
+mod dual;
 mod lu;
+mod made;
 mod permute;
+mod planar;
+mod radial;
 mod realnvp;
 mod shape;
+mod shapes;
+mod spline;
 mod transform;
 
 pub use actnorm::ActNorm;
+pub use autoregressive::{AutoregressiveMode, MaskedAffineAutoregressive, DEFAULT_SCALE_BOUND};
 pub use bijector::{Bijector, Fast};
 pub use compose::{Flow, Inverse};
 pub use conditioner::{soft_clamp, soft_clamp_derivative, Activation, Conditioner};
 pub use coupling::{AffineCoupling, CouplingOptions};
 pub use distribution::FlowDistribution;
 pub use lu::LuLinear;
+pub use made::Made;
 pub use permute::{Permutation, Reverse};
+pub use planar::Planar;
+pub use radial::Radial;
 pub use realnvp::{Mixing, RealNvp, RealNvpOptions};
+pub use spline::{
+    rational_quadratic_spline, spline_params_per_dim, SplineCoupling, SPLINE_MIN_BIN_HEIGHT,
+    SPLINE_MIN_BIN_WIDTH, SPLINE_MIN_DERIVATIVE,
+};
 pub use transform::BijectorTransform;

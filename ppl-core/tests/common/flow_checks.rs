@@ -1,5 +1,5 @@
 //! Checks every flow layer must pass (shared by the flow test files), in f64.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::needless_range_loop)]
 
 use candle_core::{DType, Tensor};
 use ppl_core::flows::{Bijector, Fast};

@@ -15,13 +15,13 @@ pub const AUX: &str = "_auto_latent";
 
 /// The flattened layout shared by the joint-Gaussian guides.
 #[derive(Debug, Clone)]
-struct Layout {
+pub(crate) struct Layout {
     sites: Vec<(LatentSite, usize, Vec<usize>)>,
-    dim: usize,
+    pub(crate) dim: usize,
 }
 
 impl Layout {
-    fn new(kind: &str, sites: Vec<LatentSite>) -> Result<Self> {
+    pub(crate) fn new(kind: &str, sites: Vec<LatentSite>) -> Result<Self> {
         let mut out = Vec::new();
         let mut off = 0;
         for s in sites {
@@ -46,7 +46,7 @@ impl Layout {
     }
 
     /// The prototype's unconstrained values, concatenated: `[D]`.
-    fn init(&self) -> Result<Tensor> {
+    pub(crate) fn init(&self) -> Result<Tensor> {
         let parts = self
             .sites
             .iter()
@@ -56,7 +56,7 @@ impl Layout {
     }
 
     /// Samples the auxiliary `x ~ q` and every site as `Delta(T_s(x_s))`.
-    fn run(&self, ctx: &mut Ctx, q: DynDistribution) -> Result<()> {
+    pub(crate) fn run(&self, ctx: &mut Ctx, q: DynDistribution) -> Result<()> {
         let x = ctx.sample_auxiliary(AUX, q)?;
         let prefix = &x.dims()[..x.rank() - 1];
         for (s, off, shape) in &self.sites {
@@ -77,7 +77,7 @@ impl Layout {
     }
 
     /// The constrained value of each site at unconstrained point `x` `[D]`.
-    fn unpack(&self, x: &Tensor) -> Result<Vec<(String, Tensor)>> {
+    pub(crate) fn unpack(&self, x: &Tensor) -> Result<Vec<(String, Tensor)>> {
         self.sites
             .iter()
             .map(|(s, off, shape)| {

@@ -13,16 +13,19 @@
 //! | [`AutoNormal`] | mean-field Normal per site (plates mirrored, subsampling supported) |
 //! | [`AutoMultivariateNormal`] | one full-rank Gaussian over all latents |
 //! | [`AutoLowRankMultivariateNormal`] | one Gaussian with low-rank-plus-diagonal covariance |
+//! | [`AutoIaf`] | a Gaussian pushed through inverse autoregressive flows, over all latents |
 //! | [`AutoAmortized`] | an MLP encoder mapping each data point to its local latents' Normal parameters |
 
 mod amortized;
 mod continuous;
 mod delta;
+mod iaf;
 mod normal;
 
 pub use amortized::AutoAmortized;
 pub use continuous::{AutoLowRankMultivariateNormal, AutoMultivariateNormal};
 pub use delta::AutoDelta;
+pub use iaf::{AutoIaf, IAF_BASE};
 pub use normal::AutoNormal;
 
 use candle_core::Tensor;
