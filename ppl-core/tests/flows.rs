@@ -686,7 +686,10 @@ fn typed_errors() {
     assert!(e.to_string().contains("needs a context"), "{e}");
     // Context of the wrong width.
     let e = c.to_base(&x, Some(&x)).unwrap_err();
-    assert!(e.to_string().contains("context has 4 features"), "{e}");
+    assert!(
+        e.to_string().contains("has 4 features") && e.to_string().contains("[..., 2]"),
+        "{e}"
+    );
     // Context to an unconditional layer.
     let u = coupling(&ParamStore::new(), 4, 0, DType::F64);
     let e = u.to_data(&x, Some(&ctx)).unwrap_err();

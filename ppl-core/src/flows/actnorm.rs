@@ -1,7 +1,7 @@
 //! Activation normalisation (Glow, Kingma & Dhariwal 2018) with data-dependent init.
 
 use super::bijector::Bijector;
-use super::shape::{batch_broadcast, check_event, check_tangents};
+use super::shapes::{batch_broadcast, check_event, check_tangents};
 use crate::error::{PplError, Result};
 use crate::tensor::host_f64;
 use candle_core::{DType, Tensor, Var, D};

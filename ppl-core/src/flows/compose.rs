@@ -49,7 +49,7 @@ fn add_ladj(acc: Option<Tensor>, l: Tensor) -> Result<Tensor> {
 fn finish(ladj: Option<Tensor>, input: &Tensor) -> Result<Tensor> {
     match ladj {
         Some(l) => Ok(l),
-        None => super::shape::zero_ladj(input),
+        None => super::shapes::zero_ladj(input),
     }
 }
 

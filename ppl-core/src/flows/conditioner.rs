@@ -125,58 +125,12 @@ impl Conditioner {
 
     /// `x` with the context broadcast to its batch axes and concatenated on the last axis.
     fn input(&self, x: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
-        let d = x.dim(D::Minus1)?;
-        if d != self.in_dim {
-            return Err(PplError::invalid_argument(
-                "Conditioner",
-                format!("input has {d} features, expected {}", self.in_dim),
-            ));
-        }
-        match (context, self.context_dim) {
-            (None, 0) => Ok(x.clone()),
-            (Some(c), cd) if cd > 0 => {
-                let c_last = c.dim(D::Minus1)?;
-                if c_last != cd {
-                    return Err(PplError::invalid_argument(
-                        "Conditioner",
-                        format!("context has {c_last} features, expected {cd}"),
-                    ));
-                }
-                let mut batch = crate::tensor::broadcast_shapes(
-                    &x.dims()[..x.rank() - 1],
-                    &c.dims()[..c.rank() - 1],
-                )
-                .ok_or_else(|| {
-                    PplError::invalid_argument(
-                        "Conditioner",
-                        format!(
-                            "context of shape {:?} does not broadcast against input of shape {:?}",
-                            c.dims(),
-                            x.dims()
-                        ),
-                    )
-                })?;
-                let mut xs = batch.clone();
-                xs.push(d);
-                batch.push(cd);
-                let xb = x.broadcast_as(xs)?;
-                let cb = c.to_dtype(x.dtype())?.broadcast_as(batch)?;
-                // cat on the last axis can return a strided layout that candle's matmul
-                // rejects for rank > 3 batches: make it contiguous.
-                Ok(Tensor::cat(&[&xb, &cb], D::Minus1)?.contiguous()?)
-            }
-            (None, cd) => Err(PplError::invalid_argument(
-                "Conditioner",
-                format!("this conditional layer needs a context of {cd} features"),
-            )),
-            (Some(c), _) => Err(PplError::invalid_argument(
-                "Conditioner",
-                format!(
-                    "a context of shape {:?} was given to an unconditional layer (built with \
-                     context_dim 0)",
-                    c.dims()
-                ),
-            )),
+        super::shapes::check_input("Conditioner", x, self.in_dim)?;
+        match super::shapes::with_context("Conditioner", x, context, self.context_dim)? {
+            (xb, None) => Ok(xb),
+            // cat on the last axis can return a strided layout that candle's matmul rejects
+            // for rank > 3 batches: make it contiguous.
+            (xb, Some(cb)) => Ok(Tensor::cat(&[&xb, &cb], D::Minus1)?.contiguous()?),
         }
     }
 

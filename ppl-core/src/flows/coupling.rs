@@ -2,7 +2,7 @@
 
 use super::bijector::Bijector;
 use super::conditioner::{soft_clamp, soft_clamp_derivative, Activation, Conditioner};
-use super::shape::{check_event, check_tangents, index_tensor, take_last};
+use super::shapes::{check_event, check_tangents, index_tensor, take_last};
 use crate::error::{PplError, Result};
 use candle_core::{Tensor, D};
 use candle_nn::VarBuilder;
@@ -90,7 +90,7 @@ impl AffineCoupling {
             opts.activation,
         )?;
         let order: Vec<usize> = a.iter().chain(b.iter()).copied().collect();
-        let unsplit = super::shape::invert_permutation(&order).ok_or_else(|| {
+        let unsplit = super::shapes::invert_permutation(&order).ok_or_else(|| {
             PplError::invalid_argument(
                 "AffineCoupling",
                 "internal: mask split is not a permutation",

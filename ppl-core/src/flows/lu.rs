@@ -1,7 +1,7 @@
 //! An invertible linear layer in LU form (Glow's 1×1 convolution, for vectors).
 
 use super::bijector::Bijector;
-use super::shape::{
+use super::shapes::{
     batch_broadcast, check_event, check_tangents, index_tensor, invert_permutation, take_last,
 };
 use crate::error::{PplError, Result};

@@ -12,8 +12,7 @@
 //! | `transform.rs` | [`BijectorTransform`]: a flow as a [`crate::transforms::Transform`] |
 //! | `distribution.rs` | [`FlowDistribution`]: a base distribution pushed through a flow (usable at any sample site) |
 //! | `realnvp.rs` | [`RealNvp::build`]: alternating-mask coupling stacks with [`Mixing`] and optional ActNorm |
-//! | `shape.rs` | crate-private shape checks and index helpers |
-//! | `shapes.rs` | (private) broadcasting of inputs, contexts and tangents, with layer-named errors |
+//! | `shapes.rs` | (private) event and tangent checks, broadcasting of inputs, contexts and tangents with layer-named errors, index helpers |
 //! | `made.rs` | [`Made`], the masked autoregressive MLP (MADE) with tangents |
 //! | `dual.rs` | (private) dual numbers on tensors: values with tangents, for the spline's JVPs |
 //! | `spline.rs` | [`rational_quadratic_spline`] and [`SplineCoupling`] (Neural Spline Flows) |
@@ -35,7 +34,6 @@ mod permute;
 mod planar;
 mod radial;
 mod realnvp;
-mod shape;
 mod shapes;
 mod spline;
 mod transform;

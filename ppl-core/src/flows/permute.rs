@@ -1,7 +1,7 @@
 //! Fixed permutations of the event axis: [`Permutation`] and [`Reverse`].
 
 use super::bijector::Bijector;
-use super::shape::{
+use super::shapes::{
     check_event, check_tangents, index_tensor, invert_permutation, take_last, zero_ladj,
 };
 use crate::error::{PplError, Result};
