@@ -1,6 +1,6 @@
 //! Activation normalisation (Glow, Kingma & Dhariwal 2018) with data-dependent init.
 
-use super::bijector::Bijector;
+use super::bijector::{impl_bijector_by_pass, Pass};
 use super::shapes::{batch_broadcast, check_event, check_tangents};
 use crate::error::{PplError, Result};
 use crate::tensor::host_f64;
@@ -140,45 +140,44 @@ impl ActNorm {
     }
 }
 
-impl Bijector for ActNorm {
-    fn dim(&self) -> usize {
+impl Pass for ActNorm {
+    const LAYER: &'static str = "ActNorm";
+
+    fn pass_dim(&self) -> usize {
         self.dim
     }
-    fn to_data(&self, z: &Tensor, _context: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        check_event("ActNorm", "the input z", z, self.dim)?;
-        let (loc, ls) = self.params(z)?;
-        let x = z.broadcast_mul(&ls.exp()?)?.broadcast_add(&loc)?;
-        Ok((x, batch_broadcast(&ls.sum(D::Minus1)?, z)?))
-    }
-    fn to_base(&self, x: &Tensor, _context: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        check_event("ActNorm", "the input x", x, self.dim)?;
-        if !self.is_initialized()? {
-            self.initialize(x)?;
+
+    fn pass(
+        &self,
+        input: &Tensor,
+        _context: Option<&Tensor>,
+        v: Option<&Tensor>,
+        to_data: bool,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        let what = if to_data {
+            "the input z"
+        } else {
+            "the input x"
+        };
+        check_event(Self::LAYER, what, input, self.dim)?;
+        if let Some(v) = v {
+            check_tangents(Self::LAYER, input, v, self.dim)?;
         }
-        let (loc, ls) = self.params(x)?;
-        let z = x.broadcast_sub(&loc)?.broadcast_mul(&ls.neg()?.exp()?)?;
-        Ok((z, batch_broadcast(&ls.sum(D::Minus1)?.neg()?, x)?))
-    }
-    fn to_data_jvp(
-        &self,
-        z: &Tensor,
-        context: Option<&Tensor>,
-        v: &Tensor,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
-        check_tangents("ActNorm", z, v, self.dim)?;
-        let (x, l) = self.to_data(z, context)?;
-        let (_, ls) = self.params(z)?;
-        Ok((x, l, v.broadcast_mul(&ls.exp()?)?))
-    }
-    fn to_base_jvp(
-        &self,
-        x: &Tensor,
-        context: Option<&Tensor>,
-        v: &Tensor,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
-        check_tangents("ActNorm", x, v, self.dim)?;
-        let (z, l) = self.to_base(x, context)?;
-        let (_, ls) = self.params(x)?;
-        Ok((z, l, v.broadcast_mul(&ls.neg()?.exp()?)?))
+        if !to_data && !self.is_initialized()? {
+            self.initialize(input)?;
+        }
+        let (loc, ls) = self.params(input)?;
+        // to_data: x = z e^s + loc; to_base: z = (x − loc) e^{−s}.
+        let ls = if to_data { ls } else { ls.neg()? };
+        let out = if to_data {
+            input.broadcast_mul(&ls.exp()?)?.broadcast_add(&loc)?
+        } else {
+            input.broadcast_sub(&loc)?.broadcast_mul(&ls.exp()?)?
+        };
+        let ladj = batch_broadcast(&ls.sum(D::Minus1)?, input)?;
+        let t = v.map(|v| v.broadcast_mul(&ls.exp()?)).transpose()?;
+        Ok((out, ladj, t))
     }
 }
+
+impl_bijector_by_pass!(ActNorm);

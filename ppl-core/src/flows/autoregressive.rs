@@ -1,7 +1,7 @@
 //! Masked affine autoregressive layers: MAF (Papamakarios, Pavlakou and Murray 2017) and
 //! IAF (Kingma, Salimans, Jozefowicz, Chen, Sutskever and Welling 2016).
 
-use super::bijector::{Bijector, Fast};
+use super::bijector::{impl_bijector_by_pass, Fast, Pass};
 use super::conditioner::{soft_clamp, soft_clamp_derivative, Activation};
 use super::made::Made;
 use super::shapes;
@@ -209,51 +209,29 @@ impl MaskedAffineAutoregressive {
     }
 }
 
-fn need_tangents(t: Option<Tensor>) -> Result<Tensor> {
-    t.ok_or_else(|| {
-        PplError::invalid_argument("MaskedAffineAutoregressive", "tangents were not computed")
-    })
-}
+impl Pass for MaskedAffineAutoregressive {
+    const LAYER: &'static str = "MaskedAffineAutoregressive";
 
-impl Bijector for MaskedAffineAutoregressive {
-    fn dim(&self) -> usize {
+    fn pass_dim(&self) -> usize {
         self.made.dim()
     }
 
-    fn fast(&self) -> Fast {
+    fn pass_fast(&self) -> Fast {
         match self.mode {
             AutoregressiveMode::Maf => Fast::ToBase,
             AutoregressiveMode::Iaf => Fast::ToData,
         }
     }
 
-    fn to_data(&self, z: &Tensor, context: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        let (x, ladj, _) = self.run(z, context, None, true)?;
-        Ok((x, ladj))
-    }
-
-    fn to_base(&self, x: &Tensor, context: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        let (z, ladj, _) = self.run(x, context, None, false)?;
-        Ok((z, ladj))
-    }
-
-    fn to_data_jvp(
+    fn pass(
         &self,
-        z: &Tensor,
+        input: &Tensor,
         context: Option<&Tensor>,
-        v: &Tensor,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
-        let (x, ladj, dx) = self.run(z, context, Some(v), true)?;
-        Ok((x, ladj, need_tangents(dx)?))
-    }
-
-    fn to_base_jvp(
-        &self,
-        x: &Tensor,
-        context: Option<&Tensor>,
-        v: &Tensor,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
-        let (z, ladj, dz) = self.run(x, context, Some(v), false)?;
-        Ok((z, ladj, need_tangents(dz)?))
+        v: Option<&Tensor>,
+        to_data: bool,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        self.run(input, context, v, to_data)
     }
 }
+
+impl_bijector_by_pass!(MaskedAffineAutoregressive);

@@ -67,3 +67,98 @@ pub trait Bijector: Debug + Send + Sync {
         v: &Tensor,
     ) -> Result<(Tensor, Tensor, Tensor)>;
 }
+
+/// A layer written as one pass per direction with optional tangents (crate-private): the
+/// four [`Bijector`] methods follow from it through `impl_bijector_by_pass!`.
+pub(crate) trait Pass {
+    /// The layer's name, for errors.
+    const LAYER: &'static str;
+    /// The event size `D`.
+    fn pass_dim(&self) -> usize;
+    /// Which direction is cheap.
+    fn pass_fast(&self) -> Fast {
+        Fast::Both
+    }
+    /// `to_data` (`to_data = true`) or `to_base`, and the tangents `J v` when `v` is given.
+    fn pass(
+        &self,
+        input: &Tensor,
+        context: Option<&Tensor>,
+        v: Option<&Tensor>,
+        to_data: bool,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)>;
+}
+
+/// The tangents a [`Pass`] computed when asked to (an internal error otherwise).
+pub(crate) fn tangents_of(layer: &'static str, t: Option<Tensor>) -> Result<Tensor> {
+    t.ok_or_else(|| {
+        crate::error::PplError::invalid_argument(layer, "internal: tangents were not computed")
+    })
+}
+
+/// Implements [`Bijector`] for a type that implements [`Pass`].
+macro_rules! impl_bijector_by_pass {
+    ($ty:ty) => {
+        impl $crate::flows::Bijector for $ty {
+            fn dim(&self) -> usize {
+                $crate::flows::bijector::Pass::pass_dim(self)
+            }
+            fn fast(&self) -> $crate::flows::Fast {
+                $crate::flows::bijector::Pass::pass_fast(self)
+            }
+            fn to_data(
+                &self,
+                z: &candle_core::Tensor,
+                context: Option<&candle_core::Tensor>,
+            ) -> $crate::error::Result<(candle_core::Tensor, candle_core::Tensor)> {
+                let (x, l, _) = $crate::flows::bijector::Pass::pass(self, z, context, None, true)?;
+                Ok((x, l))
+            }
+            fn to_base(
+                &self,
+                x: &candle_core::Tensor,
+                context: Option<&candle_core::Tensor>,
+            ) -> $crate::error::Result<(candle_core::Tensor, candle_core::Tensor)> {
+                let (z, l, _) = $crate::flows::bijector::Pass::pass(self, x, context, None, false)?;
+                Ok((z, l))
+            }
+            fn to_data_jvp(
+                &self,
+                z: &candle_core::Tensor,
+                context: Option<&candle_core::Tensor>,
+                v: &candle_core::Tensor,
+            ) -> $crate::error::Result<(
+                candle_core::Tensor,
+                candle_core::Tensor,
+                candle_core::Tensor,
+            )> {
+                let (x, l, t) =
+                    $crate::flows::bijector::Pass::pass(self, z, context, Some(v), true)?;
+                let t = $crate::flows::bijector::tangents_of(
+                    <$ty as $crate::flows::bijector::Pass>::LAYER,
+                    t,
+                )?;
+                Ok((x, l, t))
+            }
+            fn to_base_jvp(
+                &self,
+                x: &candle_core::Tensor,
+                context: Option<&candle_core::Tensor>,
+                v: &candle_core::Tensor,
+            ) -> $crate::error::Result<(
+                candle_core::Tensor,
+                candle_core::Tensor,
+                candle_core::Tensor,
+            )> {
+                let (z, l, t) =
+                    $crate::flows::bijector::Pass::pass(self, x, context, Some(v), false)?;
+                let t = $crate::flows::bijector::tangents_of(
+                    <$ty as $crate::flows::bijector::Pass>::LAYER,
+                    t,
+                )?;
+                Ok((z, l, t))
+            }
+        }
+    };
+}
+pub(crate) use impl_bijector_by_pass;

@@ -1,6 +1,6 @@
 //! Affine coupling layers (Real NVP, Dinh et al. 2017).
 
-use super::bijector::Bijector;
+use super::bijector::{impl_bijector_by_pass, Pass};
 use super::conditioner::{soft_clamp, soft_clamp_derivative, Activation, Conditioner};
 use super::shapes::{check_event, check_tangents, index_tensor, take_last};
 use crate::error::{PplError, Result};
@@ -218,38 +218,22 @@ impl AffineCoupling {
     }
 }
 
-fn tangent_of(t: Option<Tensor>) -> Result<Tensor> {
-    t.ok_or_else(|| PplError::invalid_argument("AffineCoupling", "internal: no tangent computed"))
-}
+impl Pass for AffineCoupling {
+    const LAYER: &'static str = "AffineCoupling";
 
-impl Bijector for AffineCoupling {
-    fn dim(&self) -> usize {
+    fn pass_dim(&self) -> usize {
         self.dim
     }
-    fn to_data(&self, z: &Tensor, context: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        let (x, l, _) = self.run(z, context, None, true)?;
-        Ok((x, l))
-    }
-    fn to_base(&self, x: &Tensor, context: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        let (z, l, _) = self.run(x, context, None, false)?;
-        Ok((z, l))
-    }
-    fn to_data_jvp(
+
+    fn pass(
         &self,
-        z: &Tensor,
+        input: &Tensor,
         context: Option<&Tensor>,
-        v: &Tensor,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
-        let (x, l, t) = self.run(z, context, Some(v), true)?;
-        Ok((x, l, tangent_of(t)?))
-    }
-    fn to_base_jvp(
-        &self,
-        x: &Tensor,
-        context: Option<&Tensor>,
-        v: &Tensor,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
-        let (z, l, t) = self.run(x, context, Some(v), false)?;
-        Ok((z, l, tangent_of(t)?))
+        v: Option<&Tensor>,
+        to_data: bool,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        self.run(input, context, v, to_data)
     }
 }
+
+impl_bijector_by_pass!(AffineCoupling);

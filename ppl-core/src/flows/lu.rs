@@ -1,6 +1,6 @@
 //! An invertible linear layer in LU form (Glow's 1×1 convolution, for vectors).
 
-use super::bijector::Bijector;
+use super::bijector::{impl_bijector_by_pass, Pass};
 use super::shapes::{
     batch_broadcast, check_event, check_tangents, index_tensor, invert_permutation, take_last,
 };
@@ -120,40 +120,40 @@ impl LuLinear {
     }
 }
 
-impl Bijector for LuLinear {
-    fn dim(&self) -> usize {
+impl Pass for LuLinear {
+    const LAYER: &'static str = "LuLinear";
+
+    fn pass_dim(&self) -> usize {
         self.dim
     }
-    fn to_data(&self, z: &Tensor, _context: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        check_event("LuLinear", "the input z", z, self.dim)?;
-        let x = self
-            .apply_w(z)?
-            .broadcast_add(&self.bias.to_dtype(z.dtype())?)?;
-        Ok((x, self.ladj(z)?))
-    }
-    fn to_base(&self, x: &Tensor, _context: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        check_event("LuLinear", "the input x", x, self.dim)?;
-        let y = x.broadcast_sub(&self.bias.to_dtype(x.dtype())?)?;
-        Ok((self.solve_w(&y)?, self.ladj(x)?.neg()?))
-    }
-    fn to_data_jvp(
+
+    fn pass(
         &self,
-        z: &Tensor,
-        context: Option<&Tensor>,
-        v: &Tensor,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
-        check_tangents("LuLinear", z, v, self.dim)?;
-        let (x, l) = self.to_data(z, context)?;
-        Ok((x, l, self.apply_w(v)?))
-    }
-    fn to_base_jvp(
-        &self,
-        x: &Tensor,
-        context: Option<&Tensor>,
-        v: &Tensor,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
-        check_tangents("LuLinear", x, v, self.dim)?;
-        let (z, l) = self.to_base(x, context)?;
-        Ok((z, l, self.solve_w(v)?))
+        input: &Tensor,
+        _context: Option<&Tensor>,
+        v: Option<&Tensor>,
+        to_data: bool,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        let what = if to_data {
+            "the input z"
+        } else {
+            "the input x"
+        };
+        check_event(Self::LAYER, what, input, self.dim)?;
+        if let Some(v) = v {
+            check_tangents(Self::LAYER, input, v, self.dim)?;
+        }
+        let bias = self.bias.to_dtype(input.dtype())?;
+        if to_data {
+            let x = self.apply_w(input)?.broadcast_add(&bias)?;
+            let t = v.map(|v| self.apply_w(v)).transpose()?;
+            Ok((x, self.ladj(input)?, t))
+        } else {
+            let z = self.solve_w(&input.broadcast_sub(&bias)?)?;
+            let t = v.map(|v| self.solve_w(v)).transpose()?;
+            Ok((z, self.ladj(input)?.neg()?, t))
+        }
     }
 }
+
+impl_bijector_by_pass!(LuLinear);

@@ -22,7 +22,7 @@
 
 mod actnorm;
 mod autoregressive;
-mod bijector;
+pub(crate) mod bijector;
 mod compose;
 mod conditioner;
 mod coupling;

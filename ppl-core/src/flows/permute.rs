@@ -1,6 +1,6 @@
 //! Fixed permutations of the event axis: [`Permutation`] and [`Reverse`].
 
-use super::bijector::Bijector;
+use super::bijector::{impl_bijector_by_pass, Bijector, Pass};
 use super::shapes::{
     check_event, check_tangents, index_tensor, invert_permutation, take_last, zero_ladj,
 };
@@ -54,39 +54,36 @@ impl Permutation {
     }
 }
 
-impl Bijector for Permutation {
-    fn dim(&self) -> usize {
+impl Pass for Permutation {
+    const LAYER: &'static str = "Permutation";
+
+    fn pass_dim(&self) -> usize {
         self.perm.len()
     }
-    fn to_data(&self, z: &Tensor, _context: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        check_event("Permutation", "the input z", z, self.dim())?;
-        Ok((take_last(z, &self.fwd)?, zero_ladj(z)?))
-    }
-    fn to_base(&self, x: &Tensor, _context: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        check_event("Permutation", "the input x", x, self.dim())?;
-        Ok((take_last(x, &self.inv)?, zero_ladj(x)?))
-    }
-    fn to_data_jvp(
+
+    fn pass(
         &self,
-        z: &Tensor,
-        context: Option<&Tensor>,
-        v: &Tensor,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
-        check_tangents("Permutation", z, v, self.dim())?;
-        let (x, l) = self.to_data(z, context)?;
-        Ok((x, l, take_last(v, &self.fwd)?))
-    }
-    fn to_base_jvp(
-        &self,
-        x: &Tensor,
-        context: Option<&Tensor>,
-        v: &Tensor,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
-        check_tangents("Permutation", x, v, self.dim())?;
-        let (z, l) = self.to_base(x, context)?;
-        Ok((z, l, take_last(v, &self.inv)?))
+        input: &Tensor,
+        _context: Option<&Tensor>,
+        v: Option<&Tensor>,
+        to_data: bool,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        let what = if to_data {
+            "the input z"
+        } else {
+            "the input x"
+        };
+        check_event(Self::LAYER, what, input, self.perm.len())?;
+        if let Some(v) = v {
+            check_tangents(Self::LAYER, input, v, self.perm.len())?;
+        }
+        let idx = if to_data { &self.fwd } else { &self.inv };
+        let t = v.map(|v| take_last(v, idx)).transpose()?;
+        Ok((take_last(input, idx)?, zero_ladj(input)?, t))
     }
 }
+
+impl_bijector_by_pass!(Permutation);
 
 /// Reverses the event axis: `x_i = z_{D−1−i}` (its own inverse; a [`Permutation`]).
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! The planar flow of Rezende and Mohamed (2015), "Variational Inference with Normalizing
 //! Flows".
 
-use super::bijector::{Bijector, Fast};
+use super::bijector::{impl_bijector_by_pass, Fast, Pass};
 use super::shapes;
 use crate::error::{PplError, Result};
 use crate::special::softplus;
@@ -165,44 +165,30 @@ fn solve(y: f64, m: f64, b: f64) -> f64 {
     a
 }
 
-impl Bijector for Planar {
-    fn dim(&self) -> usize {
+impl Pass for Planar {
+    const LAYER: &'static str = LAYER;
+
+    fn pass_dim(&self) -> usize {
         self.dim
     }
 
-    fn fast(&self) -> Fast {
+    fn pass_fast(&self) -> Fast {
         Fast::ToData
     }
 
-    fn to_data(&self, z: &Tensor, _context: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        let (x, l, _) = self.forward(z, None)?;
-        Ok((x, l))
-    }
-
-    fn to_base(&self, x: &Tensor, _context: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        let (z, l, _) = self.inverse(x, None)?;
-        Ok((z, l))
-    }
-
-    fn to_data_jvp(
+    fn pass(
         &self,
-        z: &Tensor,
+        input: &Tensor,
         _context: Option<&Tensor>,
-        v: &Tensor,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
-        let (x, l, dx) = self.forward(z, Some(v))?;
-        let dx = dx.ok_or_else(|| PplError::invalid_argument(LAYER, "no tangents"))?;
-        Ok((x, l, dx))
-    }
-
-    fn to_base_jvp(
-        &self,
-        x: &Tensor,
-        _context: Option<&Tensor>,
-        v: &Tensor,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
-        let (z, l, dz) = self.inverse(x, Some(v))?;
-        let dz = dz.ok_or_else(|| PplError::invalid_argument(LAYER, "no tangents"))?;
-        Ok((z, l, dz))
+        v: Option<&Tensor>,
+        to_data: bool,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        if to_data {
+            self.forward(input, v)
+        } else {
+            self.inverse(input, v)
+        }
     }
 }
+
+impl_bijector_by_pass!(Planar);

@@ -1,7 +1,7 @@
 //! Rational-quadratic spline coupling (Durkin, Bekasov, Murray and Papamakarios 2019,
 //! "Neural Spline Flows").
 
-use super::bijector::Bijector;
+use super::bijector::{impl_bijector_by_pass, Pass};
 use super::conditioner::{Activation, Conditioner};
 use super::dual::Dual;
 use super::shapes;
@@ -342,42 +342,22 @@ impl SplineCoupling {
     }
 }
 
-fn need(t: Option<Tensor>) -> Result<Tensor> {
-    t.ok_or_else(|| PplError::invalid_argument(LAYER, "tangents were not computed"))
-}
+impl Pass for SplineCoupling {
+    const LAYER: &'static str = LAYER;
 
-impl Bijector for SplineCoupling {
-    fn dim(&self) -> usize {
+    fn pass_dim(&self) -> usize {
         self.dim
     }
 
-    fn to_data(&self, z: &Tensor, context: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        let (x, l, _) = self.run(z, context, None, false)?;
-        Ok((x, l))
-    }
-
-    fn to_base(&self, x: &Tensor, context: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        let (z, l, _) = self.run(x, context, None, true)?;
-        Ok((z, l))
-    }
-
-    fn to_data_jvp(
+    fn pass(
         &self,
-        z: &Tensor,
+        input: &Tensor,
         context: Option<&Tensor>,
-        v: &Tensor,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
-        let (x, l, dx) = self.run(z, context, Some(v), false)?;
-        Ok((x, l, need(dx)?))
-    }
-
-    fn to_base_jvp(
-        &self,
-        x: &Tensor,
-        context: Option<&Tensor>,
-        v: &Tensor,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
-        let (z, l, dz) = self.run(x, context, Some(v), true)?;
-        Ok((z, l, need(dz)?))
+        v: Option<&Tensor>,
+        to_data: bool,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        self.run(input, context, v, !to_data)
     }
 }
+
+impl_bijector_by_pass!(SplineCoupling);
