@@ -218,19 +218,7 @@ fn fa_start() -> (Tensor, Tensor) {
 /// Cosine similarity between the KRR gradient and the exact gradient of the mean
 /// log-likelihood for factor analysis at `fa_start`, with `n_sleep` sleep samples.
 fn fa_cosine(n_sleep: usize, seed: u64, split: bool) -> f64 {
-    let data = fa_data(200, 7);
-    let (w0, b0) = fa_start();
-    let model = |ctx: &mut Ctx| fa(ctx, &data, &w0, &b0);
-    let mut ctx = Ctx::new(seed).with_dtype(DType::F64);
-    let opts = KrrOptions::default()
-        .sleep_samples(n_sleep)
-        .exp_family_split(split);
-    let mut e = KrrWakeSleep::new(&model, "data", opts);
-    e.init(&mut ctx).unwrap();
-    let vs = vars(&ctx, &["w", "b"]);
-    let est = e.estimate(&mut ctx).unwrap();
-    let g_krr: Vec<f64> = grads_of(&est.loss, &vs).iter().map(|g| -g).collect();
-    let g_exact = grads_of(&fa_exact(&data, vs[0].as_tensor(), vs[1].as_tensor()), &vs);
+    let (g_krr, g_exact) = fa_gradients(n_sleep, seed, split);
     cosine(&g_krr, &g_exact)
 }
 

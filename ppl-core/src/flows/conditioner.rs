@@ -84,22 +84,7 @@ impl Conditioner {
         let mut layers = Vec::with_capacity(widths.len() - 1);
         for (i, w) in widths.windows(2).enumerate() {
             let (a, b) = (w[0], w[1]);
-            let vbi = vb.pp(format!("layer{i}"));
-            let (wi, bi) = if i == last {
-                (Init::Const(0.0), Init::Const(0.0))
-            } else {
-                let bound = 1.0 / (a as f64).sqrt();
-                (
-                    candle_nn::init::DEFAULT_KAIMING_NORMAL,
-                    Init::Uniform {
-                        lo: -bound,
-                        up: bound,
-                    },
-                )
-            };
-            let weight = vbi.get_with_hints((b, a), "weight", wi)?;
-            let bias = vbi.get_with_hints(b, "bias", bi)?;
-            layers.push((weight, bias));
+            layers.push(linear_layer(&vb.pp(format!("layer{i}")), a, b, i == last)?);
         }
         Ok(Conditioner {
             layers,
@@ -189,4 +174,31 @@ pub fn soft_clamp(a: &Tensor, bound: f64) -> Result<Tensor> {
 /// The derivative of [`soft_clamp`] with respect to `a`: `1 − tanh²(a / bound)`.
 pub fn soft_clamp_derivative(a: &Tensor, bound: f64) -> Result<Tensor> {
     Ok((1.0 - (a / bound)?.tanh()?.sqr()?)?)
+}
+
+/// The weights `[out, in]` and bias `[out]` of one MLP layer under `vb` (`weight`, `bias`):
+/// candle-nn's Kaiming-normal weights and `U(±1/√in)` biases from the store's seeded
+/// generator, or zeros for the output layer (`zero`), so that a new flow layer is the
+/// identity.
+pub(crate) fn linear_layer(
+    vb: &VarBuilder,
+    in_dim: usize,
+    out_dim: usize,
+    zero: bool,
+) -> Result<(Tensor, Tensor)> {
+    let (wi, bi) = if zero {
+        (Init::Const(0.0), Init::Const(0.0))
+    } else {
+        let bound = 1.0 / (in_dim as f64).sqrt();
+        (
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+            Init::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+        )
+    };
+    let weight = vb.get_with_hints((out_dim, in_dim), "weight", wi)?;
+    let bias = vb.get_with_hints(out_dim, "bias", bi)?;
+    Ok((weight, bias))
 }

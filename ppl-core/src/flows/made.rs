@@ -5,7 +5,7 @@ use super::conditioner::Activation;
 use super::shapes;
 use crate::error::{PplError, Result};
 use candle_core::{DType, Device, Tensor, D};
-use candle_nn::{Init, VarBuilder};
+use candle_nn::VarBuilder;
 
 /// A masked MLP `h(x, c)` on `x` `[..., D]` (and an optional context `c` `[..., C]`) whose
 /// output `[..., D, n_params]` is *autoregressive* in a given order: the block of
@@ -137,21 +137,8 @@ impl Made {
                 (out_deg, rows)
             };
             let mask = mask_tensor(&rows, dtype, &dev)?;
-            let vbl = vb.pp(format!("layer{l}"));
-            let (wi, bi) = if l == last {
-                (Init::Const(0.0), Init::Const(0.0))
-            } else {
-                let bound = 1.0 / (a as f64).sqrt();
-                (
-                    candle_nn::init::DEFAULT_KAIMING_NORMAL,
-                    Init::Uniform {
-                        lo: -bound,
-                        up: bound,
-                    },
-                )
-            };
-            let weight = vbl.get_with_hints((b, a), "weight", wi)?;
-            let bias = vbl.get_with_hints(b, "bias", bi)?;
+            let (weight, bias) =
+                super::conditioner::linear_layer(&vb.pp(format!("layer{l}")), a, b, l == last)?;
             layers.push((weight, bias, mask));
             prev_deg = out_deg;
         }
