@@ -1,0 +1,29 @@
+//! Two interleaved half circles ("two moons"), generated with the library's seeded RNG.
+//! Shared by the flow and hybrid-model examples and tests (`#[path]`-included).
+
+use candle_core::{Device, Tensor};
+use ppl::PplRng;
+
+/// `n` points `[n, 2]` and labels `[n]` (0.0 / 1.0, alternating): class 0 on the upper
+/// half circle `(cos t, sin t)`, class 1 on the lower `(1 − cos t, 0.5 − sin t)`,
+/// `t ~ U(0, π)`, plus `N(0, noise²)` on each coordinate, centred by `(−0.5, −0.25)`.
+pub fn two_moons(n: usize, noise: f64, seed: u64) -> ppl::Result<(Tensor, Tensor)> {
+    let mut rng = PplRng::seed_from_u64(seed);
+    let mut xs = Vec::with_capacity(2 * n);
+    let mut ys = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = std::f64::consts::PI * rng.uniform_open();
+        let (x, y, label) = if i % 2 == 0 {
+            (t.cos(), t.sin(), 0.0)
+        } else {
+            (1.0 - t.cos(), 0.5 - t.sin(), 1.0)
+        };
+        xs.push(x + noise * rng.standard_normal() - 0.5);
+        xs.push(y + noise * rng.standard_normal() - 0.25);
+        ys.push(label);
+    }
+    Ok((
+        Tensor::from_vec(xs, (n, 2), &Device::Cpu)?,
+        Tensor::from_vec(ys, n, &Device::Cpu)?,
+    ))
+}
