@@ -476,3 +476,41 @@ fn metrics_become_csv_columns() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn optimiser_state_does_not_keep_the_step_graphs_alive() {
+    // candle leaves a variable's gradient attached to the graph of the step; Adam's
+    // moments and Sgd's momentum must be detached, or each step's graph stays referenced
+    // by the state forever (memory grows by one graph per step: gigabytes in a few
+    // hundred steps of a flow). After steps on a loss with a long graph, no state tensor
+    // may track an op.
+    use ppl_inference::Optimizer;
+    let store = ParamStore::new();
+    let vb = store.var_builder(candle_core::DType::F64, &Device::Cpu, 0);
+    let w = vb
+        .get_with_hints(3, "w", candle_nn::Init::Const(0.5))
+        .unwrap();
+    let vars = store.vars();
+    let x = Tensor::new(&[1.0f64, -2.0, 0.5], &Device::Cpu).unwrap();
+    let mut adam = Adam::new();
+    let mut sgd = Sgd::new(0.9).unwrap();
+    for _ in 0..3 {
+        let loss = w
+            .sqr()
+            .unwrap()
+            .mul(&x)
+            .unwrap()
+            .tanh()
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let grads = loss.backward().unwrap();
+        adam.step(&vars, &grads, 0.01).unwrap();
+        sgd.step(&vars, &grads, 0.01).unwrap();
+    }
+    for (name, t) in adam.state().0.iter().chain(sgd.state().0.iter()) {
+        assert!(!t.track_op(), "optimiser state `{name}` keeps a graph");
+    }
+}

@@ -19,6 +19,7 @@
 //! | `autoregressive.rs` | [`MaskedAffineAutoregressive`]: MAF and IAF ([`AutoregressiveMode`]) |
 //! | `planar.rs` | [`Planar`] flow (inverse by a 1-D root solve) |
 //! | `radial.rs` | [`Radial`] flow (closed-form inverse along the radius) |
+//! | `elementwise.rs` | [`ElementwiseSpline`]: an unconditional rational-quadratic spline per dimension (1-D flows) |
 
 mod actnorm;
 mod autoregressive;
@@ -28,6 +29,7 @@ mod conditioner;
 mod coupling;
 mod distribution;
 mod dual;
+mod elementwise;
 mod lu;
 mod made;
 mod permute;
@@ -45,6 +47,7 @@ pub use compose::{Flow, Inverse};
 pub use conditioner::{soft_clamp, soft_clamp_derivative, Activation, Conditioner};
 pub use coupling::{AffineCoupling, CouplingOptions};
 pub use distribution::FlowDistribution;
+pub use elementwise::ElementwiseSpline;
 pub use lu::LuLinear;
 pub use made::Made;
 pub use permute::{Permutation, Reverse};

@@ -75,6 +75,10 @@ impl Optimizer for Adam {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
+            // candle leaves a variable's gradient attached to the graph of the step that
+            // produced it; state built from it (moments, momentum) would keep every past
+            // step's graph alive (memory grows by one graph per step). Detach it.
+            let g = &g.detach();
             let m = match self.m.get(name) {
                 Some(m) => ((m * b1)? + (g * (1.0 - b1))?)?,
                 None => (g * (1.0 - b1))?,

@@ -37,6 +37,10 @@ impl Optimizer for Sgd {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
+            // candle leaves a variable's gradient attached to the graph of the step that
+            // produced it; state built from it (moments, momentum) would keep every past
+            // step's graph alive (memory grows by one graph per step). Detach it.
+            let g = &g.detach();
             let u = match (self.momentum > 0.0, self.u.get(name)) {
                 (true, Some(u)) => ((u * self.momentum)? + g)?,
                 _ => g.clone(),
