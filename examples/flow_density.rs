@@ -82,7 +82,7 @@ struct Args {
     /// Seed of the data and the training.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// A short run for CI (400 steps, 1000 training points, coarse heat maps).
+    /// A short run for CI (300 steps, 1000 training points, coarse heat maps).
     #[arg(long)]
     quick: bool,
     /// No progress bar.
@@ -405,7 +405,7 @@ fn fit(
 fn main() -> std::result::Result<(), Error> {
     let mut args = Args::parse();
     if args.quick {
-        args.steps = args.steps.min(400);
+        args.steps = args.steps.min(300);
         args.n_train = args.n_train.min(1000);
         args.n_test = args.n_test.min(2000);
         args.eval_every = args.eval_every.min(100);
