@@ -47,6 +47,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+#[path = "common/moons.rs"]
+mod moons;
+
 const DEV: Device = Device::Cpu;
 
 #[derive(Parser, Debug)]
@@ -115,19 +118,8 @@ struct Sample {
 }
 
 fn moons(rng: &mut PplRng, n: usize) -> Sample {
-    let mut points = Vec::with_capacity(2 * n);
-    for i in 0..n {
-        let t = PI * rng.uniform_open();
-        let (x, y) = if i % 2 == 0 {
-            (t.cos(), t.sin())
-        } else {
-            (1.0 - t.cos(), 0.5 - t.sin())
-        };
-        points.push(x + MOONS_SD * rng.standard_normal());
-        points.push(y + MOONS_SD * rng.standard_normal());
-    }
     Sample {
-        points,
+        points: moons::two_moons_points(rng, n, MOONS_SD).0,
         true_log_density: None,
     }
 }

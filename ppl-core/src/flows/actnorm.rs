@@ -1,7 +1,7 @@
 //! Activation normalisation (Glow, Kingma & Dhariwal 2018) with data-dependent init.
 
 use super::bijector::{impl_bijector_by_pass, Pass};
-use super::shapes::{batch_broadcast, check_event, check_tangents};
+use super::shapes::{batch_broadcast, check_event, check_pass};
 use crate::error::{PplError, Result};
 use crate::tensor::host_f64;
 use candle_core::{DType, Tensor, Var, D};
@@ -154,15 +154,7 @@ impl Pass for ActNorm {
         v: Option<&Tensor>,
         to_data: bool,
     ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-        let what = if to_data {
-            "the input z"
-        } else {
-            "the input x"
-        };
-        check_event(Self::LAYER, what, input, self.dim)?;
-        if let Some(v) = v {
-            check_tangents(Self::LAYER, input, v, self.dim)?;
-        }
+        check_pass(Self::LAYER, input, v, self.dim, to_data)?;
         if !to_data && !self.is_initialized()? {
             self.initialize(input)?;
         }

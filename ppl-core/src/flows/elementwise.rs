@@ -2,7 +2,7 @@
 //! layer for any `D ≥ 1`, in particular 1-D data, where couplings cannot be used).
 
 use super::bijector::{impl_bijector_by_pass, Pass};
-use super::shapes::{check_event, check_tangents};
+use super::shapes::check_pass;
 use super::spline::{rational_quadratic_spline, spline_params_per_dim};
 use crate::error::{PplError, Result};
 use candle_core::{Tensor, D};
@@ -66,8 +66,7 @@ impl ElementwiseSpline {
     }
 
     /// `(output, per-coordinate log-derivative [..., D])` of the spline or its inverse.
-    fn apply(&self, x: &Tensor, what: &str, inverse: bool) -> Result<(Tensor, Tensor)> {
-        check_event(LAYER, what, x, self.dim)?;
+    fn apply(&self, x: &Tensor, inverse: bool) -> Result<(Tensor, Tensor)> {
         let mut shape = x.dims().to_vec();
         shape.push(spline_params_per_dim(self.bins));
         let raw = self
@@ -93,16 +92,8 @@ impl Pass for ElementwiseSpline {
         v: Option<&Tensor>,
         to_data: bool,
     ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-        let what = if to_data {
-            "the input z"
-        } else {
-            "the input x"
-        };
-        if let Some(v) = v {
-            check_event(LAYER, what, input, self.dim)?;
-            check_tangents(LAYER, input, v, self.dim)?;
-        }
-        let (y, logd) = self.apply(input, what, !to_data)?;
+        check_pass(LAYER, input, v, self.dim, to_data)?;
+        let (y, logd) = self.apply(input, !to_data)?;
         // Diagonal Jacobian: each tangent is scaled by g'(x) per coordinate.
         let jv = v
             .map(|v| v.to_dtype(input.dtype())?.broadcast_mul(&logd.exp()?))

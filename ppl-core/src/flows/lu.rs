@@ -1,9 +1,7 @@
 //! An invertible linear layer in LU form (Glow's 1×1 convolution, for vectors).
 
 use super::bijector::{impl_bijector_by_pass, Pass};
-use super::shapes::{
-    batch_broadcast, check_event, check_tangents, index_tensor, invert_permutation, take_last,
-};
+use super::shapes::{batch_broadcast, check_pass, index_tensor, invert_permutation, take_last};
 use crate::error::{PplError, Result};
 use crate::linalg::solve_lower_triangular;
 use candle_core::{Tensor, D};
@@ -134,15 +132,7 @@ impl Pass for LuLinear {
         v: Option<&Tensor>,
         to_data: bool,
     ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-        let what = if to_data {
-            "the input z"
-        } else {
-            "the input x"
-        };
-        check_event(Self::LAYER, what, input, self.dim)?;
-        if let Some(v) = v {
-            check_tangents(Self::LAYER, input, v, self.dim)?;
-        }
+        check_pass(Self::LAYER, input, v, self.dim, to_data)?;
         let bias = self.bias.to_dtype(input.dtype())?;
         if to_data {
             let x = self.apply_w(input)?.broadcast_add(&bias)?;

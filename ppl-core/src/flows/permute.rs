@@ -1,9 +1,7 @@
 //! Fixed permutations of the event axis: [`Permutation`] and [`Reverse`].
 
 use super::bijector::{impl_bijector_by_pass, Bijector, Pass};
-use super::shapes::{
-    check_event, check_tangents, index_tensor, invert_permutation, take_last, zero_ladj,
-};
+use super::shapes::{check_pass, index_tensor, invert_permutation, take_last, zero_ladj};
 use crate::error::{PplError, Result};
 use crate::rng::PplRng;
 use candle_core::{Device, Tensor};
@@ -68,15 +66,7 @@ impl Pass for Permutation {
         v: Option<&Tensor>,
         to_data: bool,
     ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-        let what = if to_data {
-            "the input z"
-        } else {
-            "the input x"
-        };
-        check_event(Self::LAYER, what, input, self.perm.len())?;
-        if let Some(v) = v {
-            check_tangents(Self::LAYER, input, v, self.perm.len())?;
-        }
+        check_pass(Self::LAYER, input, v, self.perm.len(), to_data)?;
         let idx = if to_data { &self.fwd } else { &self.inv };
         let t = v.map(|v| take_last(v, idx)).transpose()?;
         Ok((take_last(input, idx)?, zero_ladj(input)?, t))

@@ -205,3 +205,24 @@ pub(crate) fn index_tensor(idx: &[usize], device: &candle_core::Device) -> Resul
     let n = v.len();
     Ok(Tensor::from_vec(v, n, device)?)
 }
+
+/// The checks at the top of a one-pass layer: the input is `[..., dim]` and the tangents, if
+/// any, `[K, ..., dim]` (errors name the direction's input, `z` or `x`).
+pub(crate) fn check_pass(
+    layer: &'static str,
+    input: &Tensor,
+    v: Option<&Tensor>,
+    dim: usize,
+    to_data: bool,
+) -> Result<()> {
+    let what = if to_data {
+        "the input z"
+    } else {
+        "the input x"
+    };
+    check_event(layer, what, input, dim)?;
+    if let Some(v) = v {
+        check_tangents(layer, input, v, dim)?;
+    }
+    Ok(())
+}
