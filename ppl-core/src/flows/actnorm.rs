@@ -18,10 +18,10 @@ static INIT_LOCK: Mutex<()> = Mutex::new(());
 ///
 /// **Initialisation.** [`ActNorm::initialize`] sets `loc` to the per-dimension mean of
 /// `x` `[..., D]` (over every batch axis) and `log_scale` to the log of its (population)
-/// standard deviation, floored at `1e-6`. The first call to [`Bijector::to_base`] (the
+/// standard deviation, floored at `1e-6`. The first call to [`Bijector::to_base`](super::Bijector::to_base) (the
 /// density direction, on data) does this on its input when the layer is not initialised
 /// yet; inside a [`Flow`](super::Flow) that is the output of the layers above it, as in
-/// Glow. [`Bijector::to_data`] never initialises (it uses the current values: the identity
+/// Glow. [`Bijector::to_data`](super::Bijector::to_data) never initialises (it uses the current values: the identity
 /// for a new layer).
 ///
 /// The state lives in the parameter store under `vb`: `loc`, `log_scale` and a flag

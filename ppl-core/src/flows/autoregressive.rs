@@ -14,8 +14,8 @@ use candle_nn::VarBuilder;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AutoregressiveMode {
     /// Masked autoregressive flow: the shift and log-scale of `x_i` are functions of the
-    /// data `x_{<i}`. The density direction [`Bijector::to_base`] is one pass; sampling
-    /// ([`Bijector::to_data`]) takes `D` sequential passes. For density estimation.
+    /// data `x_{<i}`. The density direction [`Bijector::to_base`](super::Bijector::to_base) is one pass; sampling
+    /// ([`Bijector::to_data`](super::Bijector::to_data)) takes `D` sequential passes. For density estimation.
     Maf,
     /// Inverse autoregressive flow: the shift and log-scale are functions of the base
     /// variable `z_{<i}`. Sampling is one pass; the density of an arbitrary `x` takes `D`

@@ -10,9 +10,9 @@ use std::fmt::Debug;
 pub enum Fast {
     /// Both directions are one pass (coupling layers, ActNorm, permutations, LU linear).
     Both,
-    /// [`Bijector::to_data`] (sampling) is cheap: IAF-style layers, good for guides.
+    /// [`Bijector::to_data`](super::Bijector::to_data) (sampling) is cheap: IAF-style layers, good for guides.
     ToData,
-    /// [`Bijector::to_base`] (density) is cheap: MAF-style layers, good for density
+    /// [`Bijector::to_base`](super::Bijector::to_base) (density) is cheap: MAF-style layers, good for density
     /// estimation on data.
     ToBase,
 }
@@ -22,8 +22,8 @@ pub enum Fast {
 ///
 /// The two directions are named after where they lead, so the sampling and the density
 /// directions cannot be confused:
-/// - [`Bijector::to_data`]: `x = f(z)`, the *sampling* direction, with `log |det ∂x/∂z|`;
-/// - [`Bijector::to_base`]: `z = f⁻¹(x)`, the *density* direction, with `log |det ∂z/∂x|`
+/// - [`Bijector::to_data`](super::Bijector::to_data): `x = f(z)`, the *sampling* direction, with `log |det ∂x/∂z|`;
+/// - [`Bijector::to_base`](super::Bijector::to_base): `z = f⁻¹(x)`, the *density* direction, with `log |det ∂z/∂x|`
 ///   (so `log p_X(x) = log p_Z(z) + ladj`).
 ///
 /// Each returns `(output, ladj)` with `ladj` of the batch shape (the input's shape without
@@ -51,7 +51,7 @@ pub trait Bijector: Debug + Send + Sync {
     /// Density direction: `z = f⁻¹(x)` and `log |det ∂z/∂x|`.
     fn to_base(&self, x: &Tensor, context: Option<&Tensor>) -> Result<(Tensor, Tensor)>;
 
-    /// [`Bijector::to_data`] and `J_f(z) v` for tangents `v` `[K, ..., D]`.
+    /// [`Bijector::to_data`](super::Bijector::to_data) and `J_f(z) v` for tangents `v` `[K, ..., D]`.
     fn to_data_jvp(
         &self,
         z: &Tensor,
@@ -59,7 +59,7 @@ pub trait Bijector: Debug + Send + Sync {
         v: &Tensor,
     ) -> Result<(Tensor, Tensor, Tensor)>;
 
-    /// [`Bijector::to_base`] and `J_{f⁻¹}(x) v` for tangents `v` `[K, ..., D]`.
+    /// [`Bijector::to_base`](super::Bijector::to_base) and `J_{f⁻¹}(x) v` for tangents `v` `[K, ..., D]`.
     fn to_base_jvp(
         &self,
         x: &Tensor,
