@@ -772,6 +772,9 @@ fn flow_speed_and_inverse() {
     assert_eq!(flow(&[Fast::Both, Fast::Both]), Fast::Both);
     assert_eq!(flow(&[Fast::Both, Fast::ToData]), Fast::ToData);
     assert_eq!(flow(&[Fast::ToBase, Fast::Both]), Fast::ToBase);
+    assert_eq!(flow(&[Fast::ToData, Fast::ToBase]), Fast::Neither);
+    assert_eq!(flow(&[Fast::Both, Fast::Neither]), Fast::Neither);
+    assert_eq!(Inverse::new(s(Fast::Neither)).fast(), Fast::Neither);
     assert_eq!(Inverse::new(s(Fast::ToBase)).fast(), Fast::ToData);
     assert_eq!(Inverse::new(s(Fast::ToData)).fast(), Fast::ToBase);
     // Order: to_data applies layers[0] first.

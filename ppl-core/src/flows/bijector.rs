@@ -15,6 +15,9 @@ pub enum Fast {
     /// [`Bijector::to_base`](super::Bijector::to_base) (density) is cheap: MAF-style layers, good for density
     /// estimation on data.
     ToBase,
+    /// Neither direction is one pass: a [`Flow`](super::Flow) that mixes `ToData` and
+    /// `ToBase` layers.
+    Neither,
 }
 
 /// A learnable, invertible, batched map between a base space `z` and a data space `x` of

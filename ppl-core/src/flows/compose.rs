@@ -61,8 +61,8 @@ fn finish(ladj: Option<Tensor>, input: &Tensor) -> Result<Tensor> {
 ///
 /// [`Bijector::fast`]: [`Fast::Both`] when every layer is; [`Fast::ToData`] when every
 /// layer is `Both` or `ToData`; [`Fast::ToBase`] when every layer is `Both` or `ToBase`.
-/// A mix of `ToData` and `ToBase` layers is slow both ways; it reports
-/// [`Fast::ToBase`] (the density direction, which training on data uses).
+/// A mix of `ToData` and `ToBase` layers (or a `Neither` layer) is slow both ways:
+/// [`Fast::Neither`].
 #[derive(Debug, Clone)]
 pub struct Flow {
     layers: Vec<Arc<dyn Bijector>>,
@@ -104,10 +104,14 @@ impl Bijector for Flow {
 
     fn fast(&self) -> Fast {
         let any = |f: Fast| self.layers.iter().any(|l| l.fast() == f);
+        if any(Fast::Neither) {
+            return Fast::Neither;
+        }
         match (any(Fast::ToData), any(Fast::ToBase)) {
             (false, false) => Fast::Both,
             (true, false) => Fast::ToData,
-            _ => Fast::ToBase,
+            (false, true) => Fast::ToBase,
+            (true, true) => Fast::Neither,
         }
     }
 
@@ -195,6 +199,7 @@ impl<B: Bijector> Bijector for Inverse<B> {
             Fast::Both => Fast::Both,
             Fast::ToData => Fast::ToBase,
             Fast::ToBase => Fast::ToData,
+            Fast::Neither => Fast::Neither,
         }
     }
     fn to_data(&self, z: &Tensor, context: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
