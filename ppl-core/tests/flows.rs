@@ -4,7 +4,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
-use common::flow_checks::{check_bijector, jacobian, log_abs_det};
+use common::flow_checks::{check_bijector, jacobian, log_abs_det, perturb, randn};
 use common::{host, lnorm};
 use ppl_core::distributions::TransformedDistribution;
 use ppl_core::flows::{
@@ -22,33 +22,6 @@ fn opts() -> CouplingOptions {
         activation: ppl_core::flows::Activation::Tanh,
         clamp: 3.0,
     }
-}
-
-/// Adds `scale · N(0, 1)` noise (seeded) to every variable of the store (the zero-initialised
-/// conditioner outputs included, so layers are not the identity).
-fn perturb(store: &ParamStore, seed: u64, scale: f64) {
-    let mut rng = PplRng::seed_from_u64(seed);
-    for (name, v) in store.vars() {
-        if name.ends_with("initialized") {
-            continue;
-        }
-        let n = v.elem_count();
-        let noise = Tensor::from_vec(rng.normals(n), v.dims(), &DEV)
-            .unwrap()
-            .to_dtype(v.dtype())
-            .unwrap();
-        v.set(&(v.as_tensor() + (noise * scale).unwrap()).unwrap())
-            .unwrap();
-    }
-}
-
-fn randn(rng: &mut PplRng, shape: &[usize], scale: f64, dtype: DType) -> Tensor {
-    let n = shape.iter().product();
-    let v: Vec<f64> = rng.normals(n).into_iter().map(|x| x * scale).collect();
-    Tensor::from_vec(v, shape, &DEV)
-        .unwrap()
-        .to_dtype(dtype)
-        .unwrap()
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {

@@ -15,7 +15,7 @@ use ppl_core::{ParamStore, PplRng};
 
 /// Sets every variable of the store to `N(0, scale²)` draws from a seeded stream, so that
 /// the tested layers are far from their identity initialisation.
-fn perturb(store: &ParamStore, seed: u64, scale: f64) {
+fn randomise(store: &ParamStore, seed: u64, scale: f64) {
     let mut rng = PplRng::seed_from_u64(seed);
     let mut vars = store.vars();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
@@ -58,7 +58,7 @@ fn made_output_block_i_depends_only_on_earlier_inputs_in_the_order() {
         let store = ParamStore::new();
         let vb = store.var_builder(DType::F64, &Device::Cpu, 1);
         let made = Made::new(vb, d, cd, &[16, 16], np, act, Some(&order)).unwrap();
-        perturb(&store, 2, 0.7);
+        randomise(&store, 2, 0.7);
         let mut pos = [0usize; 4];
         for (p, &j) in order.iter().enumerate() {
             pos[j] = p;
@@ -174,7 +174,7 @@ fn affine_ar(
         order,
     )
     .unwrap();
-    perturb(&store, 11, 0.5);
+    randomise(&store, 11, 0.5);
     (store, layer)
 }
 
@@ -379,7 +379,7 @@ fn spline_layer(dtype: DType, context_dim: usize) -> (ParamStore, SplineCoupling
         2.5,
     )
     .unwrap();
-    perturb(&store, 4, 0.25);
+    randomise(&store, 4, 0.25);
     (store, layer)
 }
 
@@ -689,7 +689,7 @@ fn planar_passes_the_bijector_checks_even_with_a_bad_u() {
     check_bijector(&layer, &x, None, 1e-6, true);
     let (_, l) = layer.to_data(&x, None).unwrap();
     assert!(host(&l).iter().all(|v| v.is_finite() && *v < 0.0));
-    perturb(&store, 42, 1.0);
+    randomise(&store, 42, 1.0);
     check_bijector(&layer, &x, None, 1e-6, true);
 }
 
@@ -699,7 +699,7 @@ fn planar_passes_the_bijector_checks_even_with_a_bad_u() {
 fn planar_inverse_gradient_matches_finite_differences() {
     let store = ParamStore::new();
     let layer = Planar::new(store.var_builder(DType::F64, &Device::Cpu, 1), 3).unwrap();
-    perturb(&store, 43, 1.0);
+    randomise(&store, 43, 1.0);
     let x = tensor(vec![0.5, -1.0, 2.0, -0.2, 0.1, 0.9], &[2, 3], DType::F64);
     let loss = || -> Tensor {
         let (z, l) = layer.to_base(&x, None).unwrap();
@@ -769,7 +769,7 @@ fn radial_closed_form_and_bijector_checks() {
     let mut rng = PplRng::seed_from_u64(51);
     let xs = tensor(unif(&mut rng, 6 * 3, -2.5, 2.5), &[6, 3], DType::F64);
     check_bijector(&layer, &xs, None, 1e-6, true);
-    perturb(&store, 52, 1.0);
+    randomise(&store, 52, 1.0);
     check_bijector(&layer, &xs, None, 1e-6, true);
 }
 
@@ -809,7 +809,7 @@ fn planar_and_radial_batches_and_f32() {
         let store = ParamStore::new();
         let planar = Planar::new(store.var_builder(dtype, &Device::Cpu, 1).pp("p"), 4).unwrap();
         let radial = Radial::new(store.var_builder(dtype, &Device::Cpu, 1).pp("r"), 4).unwrap();
-        perturb(&store, 61, 0.8);
+        randomise(&store, 61, 0.8);
         let mut rng = PplRng::seed_from_u64(62);
         let x = tensor(unif(&mut rng, 24, -2.0, 2.0), &[2, 3, 4], dtype);
         let v = tensor(unif(&mut rng, 5 * 4, -1.0, 1.0), &[5, 1, 1, 4], dtype);
@@ -874,7 +874,7 @@ fn unbatched_inputs_work_in_every_layer() {
         Box::new(Planar::new(vb.pp("planar"), d).unwrap()),
         Box::new(Radial::new(vb.pp("radial"), d).unwrap()),
     ];
-    perturb(&store, 71, 0.5);
+    randomise(&store, 71, 0.5);
     let x1 = tensor(vec![0.3, -0.6, 1.2, 0.05], &[d], DType::F64);
     let x2 = x1.reshape((1, d)).unwrap();
     let v1 = tensor(

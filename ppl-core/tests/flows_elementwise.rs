@@ -5,33 +5,12 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
-use common::flow_checks::check_bijector;
+use common::flow_checks::{check_bijector, perturb, randn};
 use common::host;
 use ppl_core::flows::{Bijector, ElementwiseSpline};
 use ppl_core::prelude::*;
 
 const DEV: Device = Device::Cpu;
-
-fn perturb(store: &ParamStore, seed: u64, scale: f64) {
-    let mut rng = PplRng::seed_from_u64(seed);
-    for (_, v) in store.vars() {
-        let noise = Tensor::from_vec(rng.normals(v.elem_count()), v.dims(), &DEV)
-            .unwrap()
-            .to_dtype(v.dtype())
-            .unwrap();
-        v.set(&(v.as_tensor() + (noise * scale).unwrap()).unwrap())
-            .unwrap();
-    }
-}
-
-fn randn(rng: &mut PplRng, shape: &[usize], scale: f64, dtype: DType) -> Tensor {
-    let n = shape.iter().product();
-    let v: Vec<f64> = rng.normals(n).into_iter().map(|x| x * scale).collect();
-    Tensor::from_vec(v, shape, &DEV)
-        .unwrap()
-        .to_dtype(dtype)
-        .unwrap()
-}
 
 fn layer(store: &ParamStore, dim: usize, bins: usize, dtype: DType) -> ElementwiseSpline {
     ElementwiseSpline::new(store.var_builder(dtype, &DEV, 1), dim, bins, 3.0).unwrap()

@@ -1,8 +1,9 @@
 //! Checks every flow layer must pass (shared by the flow test files), in f64.
 #![allow(dead_code, clippy::needless_range_loop)]
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use ppl_core::flows::{Bijector, Fast};
+use ppl_core::{ParamStore, PplRng};
 
 fn rows(t: &Tensor) -> Vec<Vec<f64>> {
     t.to_dtype(DType::F64).unwrap().to_vec2::<f64>().unwrap()
@@ -130,4 +131,33 @@ pub fn check_bijector(
             }
         }
     }
+}
+
+/// Adds `N(0, scale²)` noise from a seeded stream to every variable of the store (ActNorm's
+/// `initialized` flags excepted), so that the tested layers are far from their identity
+/// initialisation.
+pub fn perturb(store: &ParamStore, seed: u64, scale: f64) {
+    let mut rng = PplRng::seed_from_u64(seed);
+    for (name, v) in store.vars() {
+        if name.ends_with("initialized") {
+            continue;
+        }
+        let n = v.elem_count();
+        let noise = Tensor::from_vec(rng.normals(n), v.dims(), &Device::Cpu)
+            .unwrap()
+            .to_dtype(v.dtype())
+            .unwrap();
+        v.set(&(v.as_tensor() + (noise * scale).unwrap()).unwrap())
+            .unwrap();
+    }
+}
+
+/// `N(0, scale²)` draws of the given shape and dtype from `rng`.
+pub fn randn(rng: &mut PplRng, shape: &[usize], scale: f64, dtype: DType) -> Tensor {
+    let n = shape.iter().product();
+    let v: Vec<f64> = rng.normals(n).into_iter().map(|x| x * scale).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap()
 }
