@@ -20,6 +20,7 @@
 //! | `planar.rs` | [`Planar`] flow (inverse by a 1-D root solve) |
 //! | `radial.rs` | [`Radial`] flow (closed-form inverse along the radius) |
 //! | `elementwise.rs` | [`ElementwiseSpline`]: an unconditional rational-quadratic spline per dimension (1-D flows) |
+//! | `injective.rs` | [`Injective`] maps `R^d → R^D` with a left inverse, and [`RectangularFlow`] (a padded square flow, optional latent flow) |
 
 mod actnorm;
 mod autoregressive;
@@ -30,6 +31,7 @@ mod coupling;
 mod distribution;
 mod dual;
 mod elementwise;
+mod injective;
 mod lu;
 mod made;
 mod permute;
@@ -48,6 +50,7 @@ pub use conditioner::{soft_clamp, soft_clamp_derivative, Activation, Conditioner
 pub use coupling::{AffineCoupling, CouplingOptions};
 pub use distribution::FlowDistribution;
 pub use elementwise::ElementwiseSpline;
+pub use injective::{Injective, RectangularFlow};
 pub use lu::LuLinear;
 pub use made::Made;
 pub use permute::{Permutation, Reverse};
