@@ -12,9 +12,9 @@
 //! | [`distributions`] | the 25 families, wrappers, `kl_divergence` | `ppl-core` |
 //! | [`handlers`] | effect handlers (trace, replay, condition, substitute, block, ...) | `ppl-core` |
 //! | [`transforms`] | bijections onto constrained supports | `ppl-core` |
-//! | [`flows`] | normalizing flows: [`flows::Bijector`], [`flows::RealNvp`], [`flows::FlowDistribution`] and their layers | `ppl-core` |
+//! | [`flows`] | normalizing flows: [`flows::Bijector`], [`flows::RealNvp`], [`flows::FlowDistribution`] and their layers; [`flows::RectangularFlow`] (injective flows) | `ppl-core` |
 //! | [`linalg`], [`special`], [`validation`] | differentiable linear algebra and special functions; the validation switch | `ppl-core` |
-//! | [`engines`] | inference engines: [`engines::Svi`] with [`engines::TraceElbo`], [`engines::Iwae`]; [`engines::Ebm`] (energy-based models) with [`engines::EnergyModel`], [`engines::Grid`], [`engines::Refine`], [`engines::Inference`]; [`engines::WakeSleep`], [`engines::ReweightedWakeSleep`]; [`engines::KrrWakeSleep`] (amortised learning by kernel ridge regression); [`engines::Hybrid`] (flow + GLM hybrid models) | `ppl-inference` |
+//! | [`engines`] | inference engines: [`engines::Svi`] with [`engines::TraceElbo`], [`engines::Iwae`]; [`engines::Ebm`] (energy-based models) with [`engines::EnergyModel`], [`engines::Grid`], [`engines::Refine`], [`engines::Inference`]; [`engines::WakeSleep`], [`engines::ReweightedWakeSleep`]; [`engines::KrrWakeSleep`] (amortised learning by kernel ridge regression); [`engines::Hybrid`] (flow + GLM hybrid models); [`engines::Rectangular`] (injective flows on learned manifolds) | `ppl-inference` |
 //! | [`guides`] | autoguides | `ppl-inference` |
 //! | [`observers`] | progress bar, CSV log, loss plot, early stopping | `ppl-inference` |
 //! | [`model`](macro@model) | the `#[model]` attribute macro | `ppl-macros` |

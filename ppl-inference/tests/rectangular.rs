@@ -4,7 +4,7 @@
 //! finite-difference checks, f32, the engine's reported values, state and errors.
 
 use candle_core::{DType, Device, Tensor, Var};
-use ppl_core::flows::{Injective, RealNvp, RealNvpOptions, RectangularFlow};
+use ppl_core::flows::{ElementwiseSpline, Injective, RealNvp, RealNvpOptions, RectangularFlow};
 use ppl_core::prelude::*;
 use ppl_inference::engines::{
     conjugate_gradients, evaluate_injective, jacobian, log_det_gram, volume_term, Probe,
@@ -448,26 +448,53 @@ fn rectangular_flow_log_det_matches_finite_difference_jacobian_in_f64_and_f32() 
 #[test]
 fn density_on_a_learned_curve_integrates_to_one() {
     // D = 2, d = 1: Σ p_X(g(z_i)) ‖g(z_{i+1}) − g(z_i)‖ over a fine z grid is ∫ p_Z = 1 if
-    // log p_X = log p_Z − ½ log det(JᵀJ) and g†(g(z)) = z are right.
-    let mut ctx = Ctx::new(0).with_dtype(DType::F64);
-    let g = rectangular(&mut ctx, 2, 1, 9);
-    let n = 20001;
-    let zs: Vec<f64> = (0..n)
-        .map(|i| -8.0 + 16.0 * i as f64 / (n - 1) as f64)
-        .collect();
-    let z = Tensor::from_vec(zs, (n, 1), &DEV).unwrap();
-    let x = g.decode(&z).unwrap();
-    let eval = evaluate_injective(&g, &x, 4096).unwrap();
-    let lp = vec1(&eval.log_density);
-    let xs = vec2(&x);
-    let mut total = 0.0;
-    for i in 0..n - 1 {
-        let ds = ((xs[i + 1][0] - xs[i][0]).powi(2) + (xs[i + 1][1] - xs[i][1]).powi(2)).sqrt();
-        total += 0.5 * (lp[i].exp() + lp[i + 1].exp()) * ds;
+    // log p_X = log p_Z − ½ log det(JᵀJ) and g†(g(z)) = z are right; the same with z in the
+    // second coordinate and a spline flow prior on z.
+    for variant in 0..2 {
+        let mut ctx = Ctx::new(0).with_dtype(DType::F64);
+        let plain = rectangular(&mut ctx, 2, 1, 9);
+        let g = if variant == 0 {
+            plain
+        } else {
+            let prior = ctx
+                .try_module("prior", |vb| ElementwiseSpline::new(vb, 1, 8, 4.0))
+                .unwrap();
+            let (_, v) = ctx
+                .params()
+                .vars()
+                .into_iter()
+                .find(|(n, _)| n == "prior.raw")
+                .unwrap();
+            let mut rng = PplRng::seed_from_u64(4);
+            let noise = Tensor::from_vec(rng.normals(v.elem_count()), v.dims(), &DEV).unwrap();
+            v.set(&(v.as_tensor() + (noise * 0.5).unwrap()).unwrap())
+                .unwrap();
+            RectangularFlow::with_positions(plain.square_flow().clone(), vec![1])
+                .unwrap()
+                .with_prior(Arc::new(prior))
+                .unwrap()
+        };
+        let n = 20001;
+        let zs: Vec<f64> = (0..n)
+            .map(|i| -8.0 + 16.0 * i as f64 / (n - 1) as f64)
+            .collect();
+        let z = Tensor::from_vec(zs, (n, 1), &DEV).unwrap();
+        let x = g.decode(&z).unwrap();
+        let eval = evaluate_injective(&g, &x, 4096).unwrap();
+        let lp = vec1(&eval.log_density);
+        let xs = vec2(&x);
+        let mut total = 0.0;
+        for i in 0..n - 1 {
+            let ds = ((xs[i + 1][0] - xs[i][0]).powi(2) + (xs[i + 1][1] - xs[i][1]).powi(2)).sqrt();
+            total += 0.5 * (lp[i].exp() + lp[i + 1].exp()) * ds;
+        }
+        assert!(
+            (total - 1.0).abs() < 1e-4,
+            "variant {variant}: ∫ p_X ds = {total}"
+        );
+        // On-manifold points reconstruct exactly.
+        assert!(vec1(&eval.reconstruction_error).iter().all(|e| *e < 1e-20));
     }
-    assert!((total - 1.0).abs() < 1e-4, "∫ p_X ds = {total}");
-    // On-manifold points reconstruct exactly.
-    assert!(vec1(&eval.reconstruction_error).iter().all(|e| *e < 1e-20));
 }
 
 #[test]
