@@ -265,11 +265,11 @@ fn main() -> std::result::Result<(), Error> {
     )?;
     line_chart(
         args.out.join("rectangular_circle_manifolds.png"),
-        "Learned manifolds g(z), z ∈ [−4, 4], against the unit circle",
+        "Learned manifolds g(z), z in [-4, 4], against the unit circle",
         &[panel(
             "learned curves",
-            "x₁",
-            "x₂",
+            "x1",
+            "x2",
             curve_series,
             YRange::Fixed(-1.6, 1.6),
         )],

@@ -2,7 +2,7 @@
 
 use super::cg::{conjugate_gradients, CgInfo};
 use super::gram::{check_latents, exact_pass};
-use super::vjp::vjp;
+use super::vjp::Vjp;
 use candle_core::{Tensor, D};
 use ppl_core::flows::Injective;
 use ppl_core::{PplError, PplRng, Result};
@@ -205,10 +205,12 @@ pub fn volume_term(
             let eps = probes(rng, *probe, *k, z)?;
             let zd = z.detach();
             let z_rep = zd.unsqueeze(0)?.broadcast_as((*k, b, d))?.contiguous()?;
-            // A p = Jᵀ (J p): one tangent pass and one backward pass, both detached.
+            // A p = Jᵀ (J p): one tangent pass and one backward pass (through one decoder
+            // graph built here), both detached.
+            let decoder = Vjp::new(&z_rep, |zz| g.decode(zz))?;
             let apply = |p: &Tensor| -> Result<Tensor> {
                 let (_, jp) = g.decode_jvp(&zd, p)?;
-                vjp(&z_rep, &jp.detach(), |zz| g.decode(zz))
+                decoder.apply(&jp.detach())
             };
             let max_iter = cg_max_iter.unwrap_or(2 * d + 10);
             let (u, info) = conjugate_gradients(apply, &eps, *cg_tol, max_iter)?;
@@ -232,7 +234,7 @@ pub fn volume_term(
                 .broadcast_as((*k, b, g.data_dim()))?
                 .contiguous()?;
             // vᵀ J_{g†}(x): one backward pass through the encoder.
-            let w = vjp(&x_rep, &v, |xx| g.encode(xx))?;
+            let w = Vjp::new(&x_rep, |xx| g.encode(xx))?.apply(&v)?;
             let (recon, jv) = g.decode_jvp(z, &v)?;
             let s = (w * jv)?.sum(D::Minus1)?.mean(0)?;
             Ok(VolumeTerm {

@@ -4,27 +4,40 @@
 use candle_core::{Tensor, Var};
 use ppl_core::{PplError, Result};
 
-/// `wᵀ J_f(input)` `[..., n]`: the gradient of `Σ f(input) ⊙ w` with respect to `input`
-/// (detached; `input` is copied into a fresh variable, so no other gradient is kept).
-pub(crate) fn vjp<F>(input: &Tensor, w: &Tensor, f: F) -> Result<Tensor>
-where
-    F: FnOnce(&Tensor) -> Result<Tensor>,
-{
-    let var = Var::from_tensor(&input.detach())?;
-    let y = f(var.as_tensor())?;
-    if y.dims() != w.dims() {
-        return Err(PplError::invalid_argument(
-            "vjp",
-            format!(
-                "the map's output has shape {:?} but the cotangents are {:?}",
-                y.dims(),
-                w.dims()
-            ),
-        ));
+/// A map `f` evaluated once at a detached copy of its input, ready for any number of
+/// vector-Jacobian products `wᵀ J_f(input)` (each one backward pass through the same graph).
+pub(crate) struct Vjp {
+    input: Var,
+    output: Tensor,
+}
+
+impl Vjp {
+    /// Evaluates `f` at a fresh variable holding `input` (no other gradient is kept).
+    pub(crate) fn new<F>(input: &Tensor, f: F) -> Result<Self>
+    where
+        F: FnOnce(&Tensor) -> Result<Tensor>,
+    {
+        let input = Var::from_tensor(&input.detach())?;
+        let output = f(input.as_tensor())?;
+        Ok(Vjp { input, output })
     }
-    let grads = (y * w.detach())?.sum_all()?.backward()?;
-    match grads.get(var.as_tensor()) {
-        Some(g) => Ok(g.detach()),
-        None => Ok(input.zeros_like()?), // the output does not depend on the input
+
+    /// `wᵀ J_f(input)` (the input's shape): the gradient of `Σ f(input) ⊙ w`, detached.
+    pub(crate) fn apply(&self, w: &Tensor) -> Result<Tensor> {
+        if self.output.dims() != w.dims() {
+            return Err(PplError::invalid_argument(
+                "vjp",
+                format!(
+                    "the map's output has shape {:?} but the cotangents are {:?}",
+                    self.output.dims(),
+                    w.dims()
+                ),
+            ));
+        }
+        let grads = (&self.output * w.detach())?.sum_all()?.backward()?;
+        match grads.get(self.input.as_tensor()) {
+            Some(g) => Ok(g.detach()),
+            None => Ok(self.input.as_tensor().zeros_like()?), // no dependence on the input
+        }
     }
 }
