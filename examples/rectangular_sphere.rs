@@ -31,72 +31,31 @@
 
 use clap::Parser;
 use ppl::engines::evaluate_injective;
-use ppl::plots::{line_chart, Panel, Series, YRange};
+use ppl::plots::{line_chart, Series, YRange};
 use ppl::prelude::*;
 use std::f64::consts::PI;
 use std::path::PathBuf;
 
 #[path = "common/rectangular.rs"]
 mod rectangular;
-use rectangular::{direction_stats, tensor, train, Config, ESTIMATORS};
+use rectangular::{direction_stats, panel, tensor, train, TrainArgs, ESTIMATORS};
 
 const KAPPA: f64 = 3.0;
 
 #[derive(Parser, Debug)]
 #[command(about = "Rectangular flows on the sphere: exact, Hutchinson, free-form and no log-det")]
 struct Args {
-    /// Training steps per estimator.
-    #[arg(long, default_value_t = 3000)]
-    steps: u64,
-    /// Minibatch size.
-    #[arg(long, default_value_t = 256)]
-    batch: usize,
-    /// Training points.
-    #[arg(long, default_value_t = 10000)]
-    n_train: usize,
-    /// Test points.
-    #[arg(long, default_value_t = 5000)]
-    n_test: usize,
-    /// Model samples for the sample statistics.
-    #[arg(long, default_value_t = 20000)]
-    n_samples: usize,
+    #[command(flatten)]
+    train: TrainArgs,
     /// Affine couplings of the square flow.
     #[arg(long, default_value_t = 6)]
     couplings: usize,
     /// Couplings of the Real NVP prior on z (0: standard normal).
     #[arg(long, default_value_t = 2)]
     prior_couplings: usize,
-    /// Hidden widths of each conditioner (comma-separated).
-    #[arg(long, default_value = "64,64", value_delimiter = ',')]
-    hidden: Vec<usize>,
-    /// Initial Adam learning rate (cosine-annealed to a hundredth).
-    #[arg(long, default_value_t = 2e-3)]
-    lr: f64,
     /// Reconstruction weight β (10 left the surface ~0.2 off the sphere, inside it).
     #[arg(long, default_value_t = 100.0)]
     beta: f64,
-    /// Likelihood warm-up steps.
-    #[arg(long, default_value_t = 500)]
-    warmup: usize,
-    /// Probes of the stochastic estimators.
-    #[arg(long, default_value_t = 1)]
-    probes: usize,
-    /// Estimators to run (comma-separated).
-    #[arg(
-        long,
-        default_value = "exact,hutchinson,fif,no_logdet",
-        value_delimiter = ','
-    )]
-    estimators: Vec<String>,
-    /// Seed of the data, model and training.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// A short run for CI (200 steps, 2000 training points).
-    #[arg(long)]
-    quick: bool,
-    /// No progress bar.
-    #[arg(long)]
-    quiet: bool,
     /// Output directory.
     #[arg(long, default_value = "target/rectangular_sphere")]
     out: PathBuf,
@@ -122,47 +81,19 @@ fn log_norm() -> f64 {
     KAPPA.ln() - (4.0 * PI).ln() - KAPPA.sinh().ln()
 }
 
-fn panel(title: &str, x: &str, y: &str, series: Vec<Series>, range: YRange) -> Panel {
-    let mut p = Panel::new(title, x, y).with_y_range(range);
-    p.series = series;
-    p
-}
-
 fn main() -> std::result::Result<(), Error> {
     let mut args = Args::parse();
-    if args.quick {
-        args.steps = args.steps.min(200);
-        args.n_train = args.n_train.min(2000);
-        args.n_test = args.n_test.min(2000);
-        args.n_samples = args.n_samples.min(5000);
-        args.warmup = args.warmup.min(50);
-    }
+    args.train.apply_quick();
     std::fs::create_dir_all(&args.out)?;
     let _v = ppl::validation::disable();
 
-    let train_x = tensor(&sphere(&mut PplRng::seed_from_u64(args.seed), args.n_train))?;
-    let test_x = tensor(&sphere(
-        &mut PplRng::seed_from_u64(args.seed + 1),
-        args.n_test,
-    ))?;
+    let (train_x, test_x) = args.train.data(|rng, n| Ok(sphere(rng, n)))?;
     let a3 = 1.0 / KAPPA.tanh() - 1.0 / KAPPA;
     let true_expected = log_norm() + KAPPA * a3;
 
-    let cfg = Config {
-        big: 3,
-        latent: 2,
-        couplings: args.couplings,
-        hidden: args.hidden.clone(),
-        prior_couplings: args.prior_couplings,
-        steps: args.steps,
-        batch: args.batch,
-        lr: args.lr,
-        beta: args.beta,
-        warmup: args.warmup,
-        probes: args.probes,
-        seed: args.seed + 2,
-        quiet: args.quiet,
-    };
+    let cfg = args
+        .train
+        .config(3, 2, args.couplings, args.prior_couplings, args.beta);
     // A grid on the sphere: polar angles from μ × 72 azimuths.
     let (n_polar, n_azimuth) = (91, 72);
     let polar: Vec<f64> = (0..n_polar)
@@ -194,12 +125,12 @@ fn main() -> std::result::Result<(), Error> {
     .color([0, 0, 0])
     .width(3)];
     let mut runs = Vec::new();
-    for (i, name) in args.estimators.iter().enumerate() {
+    for (i, name) in args.train.estimators.iter().enumerate() {
         let colour = colours[i % colours.len()];
-        let fit = train(&cfg, name, &train_x, &test_x, args.n_samples)?;
+        let fit = train(&cfg, name, &train_x, &test_x, args.train.n_samples)?;
         let (radius, resultant, dir) = direction_stats(&fit.samples);
         let error_deg = dir[2].clamp(-1.0, 1.0).acos().to_degrees();
-        if !args.quiet {
+        if !args.train.quiet {
             eprintln!(
                 "{name}: test log-density {:.4} (best possible {true_expected:.4}), recon {:.2e}, \
                  radius {radius:.3}, resultant {resultant:.3}, direction error {error_deg:.1}° \
@@ -266,11 +197,11 @@ fn main() -> std::result::Result<(), Error> {
     )?;
     let json = serde_json::json!({
         "example": "rectangular_sphere",
-        "steps": args.steps,
-        "batch": args.batch,
-        "n_train": args.n_train,
-        "n_test": args.n_test,
-        "n_samples": args.n_samples,
+        "steps": args.train.steps,
+        "batch": args.train.batch,
+        "n_train": args.train.n_train,
+        "n_test": args.train.n_test,
+        "n_samples": args.train.n_samples,
         "beta": args.beta,
         "kappa": KAPPA,
         "true_expected_log_density": true_expected,

@@ -5,10 +5,109 @@ use candle_core::{DType, Device, Tensor};
 use ppl::engines::{evaluate_injective, Probe, Rectangular, RectangularOptions, VolumeEstimator};
 use ppl::flows::{Activation, Mixing, RealNvp, RealNvpOptions, RectangularFlow};
 use ppl::observers::Progress;
+use ppl::plots::{Panel, Series, YRange};
 use ppl::prelude::*;
 use ppl::Cosine;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Command-line settings shared by the `rectangular_*` examples (flattened into theirs).
+#[derive(clap::Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// Training steps per estimator.
+    #[arg(long, default_value_t = 3000)]
+    pub steps: u64,
+    /// Minibatch size.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Training points.
+    #[arg(long, default_value_t = 10000)]
+    pub n_train: usize,
+    /// Test points.
+    #[arg(long, default_value_t = 5000)]
+    pub n_test: usize,
+    /// Model samples for the sample statistics.
+    #[arg(long, default_value_t = 20000)]
+    pub n_samples: usize,
+    /// Hidden widths of each conditioner (comma-separated).
+    #[arg(long, default_value = "64,64", value_delimiter = ',')]
+    pub hidden: Vec<usize>,
+    /// Initial Adam learning rate (cosine-annealed to a hundredth).
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    /// Likelihood warm-up steps.
+    #[arg(long, default_value_t = 500)]
+    pub warmup: usize,
+    /// Probes of the stochastic estimators.
+    #[arg(long, default_value_t = 1)]
+    pub probes: usize,
+    /// Estimators to run (comma-separated).
+    #[arg(
+        long,
+        default_value = "exact,hutchinson,fif,no_logdet",
+        value_delimiter = ','
+    )]
+    pub estimators: Vec<String>,
+    /// Seed of the data, model and training.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// A short run for CI (200 steps, 2000 training and test points, 5000 samples).
+    #[arg(long)]
+    pub quick: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl TrainArgs {
+    /// Applies `--quick`.
+    pub fn apply_quick(&mut self) {
+        if self.quick {
+            self.steps = self.steps.min(200);
+            self.n_train = self.n_train.min(2000);
+            self.n_test = self.n_test.min(2000);
+            self.n_samples = self.n_samples.min(5000);
+            self.warmup = self.warmup.min(50);
+        }
+    }
+
+    /// Training and test points `[n, D]` from `points(rng, n)`, with the seeds `seed` and
+    /// `seed + 1`.
+    pub fn data<F>(&self, mut points: F) -> Result<(Tensor, Tensor)>
+    where
+        F: FnMut(&mut PplRng, usize) -> Result<Vec<Vec<f64>>>,
+    {
+        let train = points(&mut PplRng::seed_from_u64(self.seed), self.n_train)?;
+        let test = points(&mut PplRng::seed_from_u64(self.seed + 1), self.n_test)?;
+        Ok((tensor(&train)?, tensor(&test)?))
+    }
+
+    /// The training configuration for a model `R^latent → R^big`.
+    pub fn config(
+        &self,
+        big: usize,
+        latent: usize,
+        couplings: usize,
+        prior_couplings: usize,
+        beta: f64,
+    ) -> Config {
+        Config {
+            big,
+            latent,
+            couplings,
+            hidden: self.hidden.clone(),
+            prior_couplings,
+            steps: self.steps,
+            batch: self.batch,
+            lr: self.lr,
+            beta,
+            warmup: self.warmup,
+            probes: self.probes,
+            seed: self.seed + 2,
+            quiet: self.quiet,
+        }
+    }
+}
 
 /// The estimators every example compares, by their JSON names.
 pub const ESTIMATORS: [&str; 4] = ["exact", "hutchinson", "fif", "no_logdet"];
@@ -187,4 +286,11 @@ pub fn direction_stats(points: &[Vec<f64>]) -> (f64, f64, Vec<f64>) {
     let len = m.iter().map(|v| v * v).sum::<f64>().sqrt();
     let dir = m.iter().map(|v| v / len.max(f64::MIN_POSITIVE)).collect();
     (radius / n, len, dir)
+}
+
+/// A chart panel with the given series and y range.
+pub fn panel(title: &str, x: &str, y: &str, series: Vec<Series>, range: YRange) -> Panel {
+    let mut p = Panel::new(title, x, y).with_y_range(range);
+    p.series = series;
+    p
 }

@@ -70,44 +70,13 @@ def log(*args):
     print(*args, file=sys.stderr, flush=True)
 
 
-class Conditioner(nn.Module):
-    def __init__(self, d_in, hidden, d_out):
-        super().__init__()
-        widths = [d_in] + list(hidden) + [d_out]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
-        for i, lin in enumerate(self.layers):
-            if i == len(self.layers) - 1:
-                nn.init.zeros_(lin.weight)
-                nn.init.zeros_(lin.bias)
-            else:
-                nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
-                bound = 1.0 / math.sqrt(lin.in_features)
-                nn.init.uniform_(lin.bias, -bound, bound)
-
-    def forward(self, x):
-        for i, lin in enumerate(self.layers):
-            x = lin(x)
-            if i + 1 < len(self.layers):
-                x = torch.relu(x)
-        return x
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_flow_torch import AffineCoupling as _FlowCoupling  # noqa: E402
 
 
-class AffineCoupling(nn.Module):
-    def __init__(self, dim, flip, hidden, clamp=3.0):
-        super().__init__()
-        mask = [(i % 2 == 0) != flip for i in range(dim)]
-        a = [i for i in range(dim) if mask[i]]
-        b = [i for i in range(dim) if not mask[i]]
-        order = a + b
-        unsplit = [0] * dim
-        for pos, i in enumerate(order):
-            unsplit[i] = pos
-        self.register_buffer("idx_a", torch.tensor(a))
-        self.register_buffer("idx_b", torch.tensor(b))
-        self.register_buffer("unsplit", torch.tensor(unsplit))
-        self.n_b = len(b)
-        self.clamp = clamp
-        self.net = Conditioner(len(a), hidden, 2 * len(b))
+class AffineCoupling(_FlowCoupling):
+    """bench_flow_torch.py's coupling layer (masks, initialisation, soft clamp), with the
+    sampling direction added and the density direction without its log-determinant."""
 
     def _st(self, u_a):
         h = self.net(u_a)
