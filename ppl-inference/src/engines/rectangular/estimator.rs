@@ -21,8 +21,9 @@ pub enum Probe {
 /// How [`volume_term`] gets the gradient of `½ log det(J_g(z)ᵀ J_g(z))`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum VolumeEstimator {
-    /// Exact: `J` from `d` forward-mode tangents, `JᵀJ`, a differentiable Cholesky (with a
-    /// growing jitter where it fails), ordinary backward. Cost ≈ `(1 + d)` forward passes.
+    /// Exact: `J` from `d` forward-mode tangents, `JᵀJ`, `log det` by a Cholesky factorisation
+    /// with the backward `A⁻¹` ([`log_det_spd`](super::log_det_spd), with a growing jitter where
+    /// it fails), ordinary backward. Cost ≈ `(1 + d)` forward passes.
     Exact,
     /// Hutchinson (Caterini et al. 2021): probes `ε`, `u = (JᵀJ)⁻¹ ε` by conjugate gradients
     /// from Jacobian-vector (forward tangents) and vector-Jacobian (backward) products only,

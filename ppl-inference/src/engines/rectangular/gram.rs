@@ -1,9 +1,10 @@
 //! The exact volume term: the Jacobian of an injective map from `d` forward-mode tangents,
 //! and `log det(JᵀJ)` by a differentiable Cholesky with a growing jitter.
 
+use super::logdet::spd_log_det_host;
 use candle_core::{Tensor, D};
 use ppl_core::flows::Injective;
-use ppl_core::linalg::{cholesky, diagonal};
+use ppl_core::linalg::diagonal;
 use ppl_core::{PplError, Result};
 
 /// Relative jitters tried, in order, when the Cholesky factorisation of `JᵀJ` fails (as a
@@ -51,18 +52,15 @@ pub(crate) fn log_det_of_rows(jt: &Tensor) -> Result<Tensor> {
     log_det_spd(&gram)
 }
 
-/// `log det A` `[B]` of a batch of symmetric positive-definite `A` `[B, d, d]` through a
-/// differentiable Cholesky factorisation; where it fails (a non-finite result) a jitter
-/// `ε I` is added, growing from `1e-10` to `1e-2` times the largest mean diagonal entry.
+/// `log det A` `[B]` of a batch of symmetric positive-definite `A` `[B, d, d]` through
+/// faer's Cholesky factorisation per matrix on the host (a candle custom op, differentiable:
+/// `∂ log det A / ∂A = A⁻¹`); where it fails (a non-finite result) a jitter `ε I` is added to
+/// the whole batch,
+/// growing from `1e-10` to `1e-2` times the largest mean diagonal entry.
 pub fn log_det_spd(a: &Tensor) -> Result<Tensor> {
     let d = a.dim(D::Minus1)?;
     let attempt = |m: &Tensor| -> Result<Option<Tensor>> {
-        let l = match cholesky(m) {
-            Ok(l) => l,
-            Err(PplError::Linalg { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let ld = (diagonal(&l)?.log()?.sum(D::Minus1)? * 2.0)?;
+        let ld = spd_log_det_host(m)?;
         let total = ld
             .sum_all()?
             .to_dtype(candle_core::DType::F64)?

@@ -5,6 +5,7 @@
 //! | `engine.rs` | [`Rectangular`] (the engine), [`RectangularOptions`], [`evaluate_injective`] and [`RectangularEval`] (exact densities) |
 //! | `estimator.rs` | [`VolumeEstimator`] (exact, Hutchinson + CG, free-form, none), [`Probe`], [`volume_term`] |
 //! | `gram.rs` | [`jacobian`] from forward-mode tangents, [`log_det_gram`], [`log_det_spd`] (Cholesky with jitter) |
+//! | `logdet.rs` | (private) batched `log det` of small SPD matrices as a candle custom op (faer Cholesky forward, `A⁻¹` backward) |
 //! | `cg.rs` | [`conjugate_gradients`] from matrix-vector products, [`CgInfo`] |
 //! | `vjp.rs` | (private) vector-Jacobian products by backward through a fresh graph |
 
@@ -12,6 +13,7 @@ mod cg;
 mod engine;
 mod estimator;
 mod gram;
+mod logdet;
 mod vjp;
 
 pub use cg::{conjugate_gradients, CgInfo};
