@@ -5,11 +5,11 @@
 //! **Data**: `x ~ vMF(μ = (0, 0, 1), κ = 3)` on the sphere `S²`, drawn exactly (Wood's
 //! method in 3-D: `w = 1 + log(u + (1 − u) e^{−2κ}) / κ`, a uniform azimuth), `--n-train`
 //! training and `--n-test` test points from fixed seeds. Per unit area the density is
-//! `p(x) = κ / (4π sinh κ) · exp(κ μᵀx)`, so the best possible mean test log-density is
+//! `p(x) = κ / (4π sinh κ) · exp(κ μᵀx)`, so the expected log-density under the truth is
 //! `E[log p] = log(κ / (4π sinh κ)) + κ (coth κ − 1/κ)` (`true_expected_log_density`).
 //!
 //! **Model**: a [`RectangularFlow`](ppl::flows::RectangularFlow): `z ∈ R²` with a Real NVP
-//! prior (`--prior-couplings`; 0 for a standard normal), padded to `(z₁, z₂, 0)` and pushed
+//! prior (`--prior-layers` couplings; 0 for a standard normal), padded to `(z₁, z₂, 0)` and pushed
 //! through a square Real NVP on R³ (`--couplings` affine couplings, tanh conditioners,
 //! LU-linear mixing). Density on the learned surface:
 //! `log p_Z(z) − ½ log det(JᵀJ)` at `z = g†(x)`. The surface `g(R²)` can cover the sphere
@@ -52,7 +52,7 @@ struct Args {
     couplings: usize,
     /// Couplings of the Real NVP prior on z (0: standard normal).
     #[arg(long, default_value_t = 2)]
-    prior_couplings: usize,
+    prior_layers: usize,
     /// Reconstruction weight β (10 left the surface ~0.2 off the sphere, inside it).
     #[arg(long, default_value_t = 100.0)]
     beta: f64,
@@ -83,7 +83,7 @@ fn log_norm() -> f64 {
 
 fn main() -> std::result::Result<(), Error> {
     let mut args = Args::parse();
-    args.train.apply_quick();
+    args.train.apply_quick()?;
     std::fs::create_dir_all(&args.out)?;
     let _v = ppl::validation::disable();
 
@@ -93,7 +93,7 @@ fn main() -> std::result::Result<(), Error> {
 
     let cfg = args
         .train
-        .config(3, 2, args.couplings, args.prior_couplings, args.beta);
+        .config(3, 2, args.couplings, args.prior_layers, args.beta);
     // A grid on the sphere: polar angles from μ × 72 azimuths.
     let (n_polar, n_azimuth) = (91, 72);
     let polar: Vec<f64> = (0..n_polar)
@@ -132,7 +132,7 @@ fn main() -> std::result::Result<(), Error> {
         let error_deg = dir[2].clamp(-1.0, 1.0).acos().to_degrees();
         if !args.train.quiet {
             eprintln!(
-                "{name}: test log-density {:.4} (best possible {true_expected:.4}), recon {:.2e}, \
+                "{name}: test log-density {:.4} (truth's expectation {true_expected:.4}), recon {:.2e}, \
                  radius {radius:.3}, resultant {resultant:.3}, direction error {error_deg:.1}° \
                  ({:.1} s)",
                 fit.test_log_density, fit.recon_mse, fit.seconds

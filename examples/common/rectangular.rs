@@ -3,7 +3,9 @@
 
 use candle_core::{DType, Device, Tensor};
 use ppl::engines::{evaluate_injective, Probe, Rectangular, RectangularOptions, VolumeEstimator};
-use ppl::flows::{Activation, Mixing, RealNvp, RealNvpOptions, RectangularFlow};
+use ppl::flows::{
+    Activation, Bijector, ElementwiseSpline, Mixing, RealNvp, RealNvpOptions, RectangularFlow,
+};
 use ppl::observers::Progress;
 use ppl::plots::{Panel, Series, YRange};
 use ppl::prelude::*;
@@ -60,8 +62,14 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    /// Applies `--quick`.
-    pub fn apply_quick(&mut self) {
+    /// Checks the sizes and applies `--quick`.
+    pub fn apply_quick(&mut self) -> Result<()> {
+        if self.n_samples == 0 || self.n_train == 0 || self.n_test == 0 || self.steps == 0 {
+            return Err(PplError::invalid_argument(
+                "rectangular example",
+                "--steps, --n-train, --n-test and --n-samples must be positive",
+            ));
+        }
         if self.quick {
             self.steps = self.steps.min(200);
             self.n_train = self.n_train.min(2000);
@@ -69,6 +77,7 @@ impl TrainArgs {
             self.n_samples = self.n_samples.min(5000);
             self.warmup = self.warmup.min(50);
         }
+        Ok(())
     }
 
     /// Training and test points `[n, D]` from `points(rng, n)`, with the seeds `seed` and
@@ -88,7 +97,7 @@ impl TrainArgs {
         big: usize,
         latent: usize,
         couplings: usize,
-        prior_couplings: usize,
+        prior_layers: usize,
         beta: f64,
     ) -> Config {
         Config {
@@ -96,7 +105,7 @@ impl TrainArgs {
             latent,
             couplings,
             hidden: self.hidden.clone(),
-            prior_couplings,
+            prior_layers,
             steps: self.steps,
             batch: self.batch,
             lr: self.lr,
@@ -123,8 +132,9 @@ pub struct Config {
     pub couplings: usize,
     /// Hidden widths of each conditioner.
     pub hidden: Vec<usize>,
-    /// Couplings of a Real NVP prior on the latents (0: a standard normal; needs `d ≥ 2`).
-    pub prior_couplings: usize,
+    /// Layers of the latent flow: Real NVP couplings for `d ≥ 2`, one rational-quadratic
+    /// spline for `d = 1` (any positive value); 0: a standard normal.
+    pub prior_layers: usize,
     /// Training steps.
     pub steps: u64,
     /// Minibatch size.
@@ -222,18 +232,24 @@ pub fn train(
         &opts,
     )?;
     let mut model = RectangularFlow::new(Arc::new(square), cfg.latent)?;
-    if cfg.prior_couplings > 0 {
-        let prior = RealNvp::build(
-            ctx.params()
-                .var_builder(DType::F32, &Device::Cpu, cfg.seed + 1)
-                .pp("prior"),
-            cfg.latent,
-            0,
-            cfg.prior_couplings,
-            &cfg.hidden,
-            &opts,
-        )?;
-        model = model.with_prior(Arc::new(prior))?;
+    if cfg.prior_layers > 0 {
+        let vb = ctx
+            .params()
+            .var_builder(DType::F32, &Device::Cpu, cfg.seed + 1)
+            .pp("prior");
+        let prior: Arc<dyn Bijector> = if cfg.latent == 1 {
+            Arc::new(ElementwiseSpline::new(vb, 1, 8, 5.0)?)
+        } else {
+            Arc::new(RealNvp::build(
+                vb,
+                cfg.latent,
+                0,
+                cfg.prior_layers,
+                &cfg.hidden,
+                &opts,
+            )?)
+        };
+        model = model.with_prior(prior)?;
     }
     let ropts = RectangularOptions::default()
         .estimator(estimator(name, cfg.probes)?)

@@ -29,7 +29,9 @@ fn max_scalar(t: &Tensor) -> Result<f64> {
 /// system per leading index; `A` is never formed). Starts at `x = 0` and stops when every
 /// system's relative residual is at most `tol` (`tol = 0`: run all `max_iter` iterations)
 /// or after `max_iter` iterations. In exact arithmetic CG solves an `n × n` system in at
-/// most `n` iterations. Everything is detached: the solution carries no gradient.
+/// most `n` iterations. A non-positive curvature `pᵀAp` in a system not yet solved (an
+/// indefinite `A`) is a typed error. Everything is detached: the solution carries no
+/// gradient.
 pub fn conjugate_gradients<F>(
     mut apply: F,
     b: &Tensor,
@@ -70,6 +72,20 @@ where
             ));
         }
         let pap = (&p * &ap)?.sum_keepdim(D::Minus1)?;
+        // Curvature pᵀAp must be positive wherever the system is not yet solved.
+        let active = rr.gt(0.0)?.to_dtype(pap.dtype())?;
+        let worst = (&pap * &active + (1.0 - &active)?)?.min_all()?;
+        let worst = worst.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        if worst.is_nan() || worst <= 0.0 {
+            return Err(PplError::Linalg {
+                op: "conjugate_gradients",
+                reason: format!(
+                    "pᵀAp = {worst:e} ≤ 0 at iteration {iterations} of systems {:?}: A is not \
+                     positive definite (or lost definiteness to rounding)",
+                    b.dims()
+                ),
+            });
+        }
         let alpha = (&rr / safe(&pap)?)?;
         x = (x + p.broadcast_mul(&alpha)?)?;
         r = (r - ap.broadcast_mul(&alpha)?)?;

@@ -147,7 +147,13 @@ fn check_data(model: &RectangularFlow, x: &Tensor) -> Result<usize> {
 /// value, so the step's `value` is the full loss for `exact` and the loss *without* the
 /// volume term otherwise; metrics: `log_pz`, `recon` (mean squared reconstruction
 /// distance), `weight`, and `log_density` (the exact mean log-density) only for `exact`,
-/// `cg_iterations` for Hutchinson. Densities for evaluation always come from the exact
+/// `cg_iterations`, `cg_residual` (largest relative residual) and `cg_converged` (0/1) for
+/// Hutchinson (whose gradient is unbiased only when CG has converged).
+///
+/// **The two-step baseline.** With [`VolumeEstimator::NoLogDet`] the codes enter the
+/// likelihood detached: the square flow learns the manifold from the reconstruction alone
+/// and the latent flow (if any) fits the codes by maximum likelihood, which is the paper's
+/// two-step procedure run in one loop. Densities for evaluation always come from the exact
 /// log-det ([`evaluate_injective`]).
 ///
 /// The flows' weights live in the context's parameter store (build them with
@@ -211,10 +217,14 @@ impl Engine for Rectangular<'_> {
             0 => 1.0,
             w => ((self.step + 1) as f64 / w as f64).min(1.0),
         };
-        self.step += 1;
         let z = self.model.encode(&xb)?;
         let vol = volume_term(self.model, &xb, &z, &self.opts.estimator, ctx.rng())?;
-        let log_pz = self.model.log_prior(&z)?;
+        // The two-step baseline: the codes' likelihood trains only the latent flow (if any),
+        // the reconstruction alone trains the square flow.
+        let log_pz = match self.opts.estimator {
+            VolumeEstimator::NoLogDet => self.model.log_prior(&z.detach())?,
+            _ => self.model.log_prior(&z)?,
+        };
         let recon = (&xb - &vol.reconstruction)?.sqr()?.sum(D::Minus1)?;
         let nll = ((&log_pz - &vol.loss_term)? * -weight)?;
         let loss = (nll + (&recon * self.opts.beta)?)?.mean_all()?;
@@ -227,8 +237,11 @@ impl Engine for Rectangular<'_> {
         }
         if let Some(cg) = &vol.cg {
             metrics.insert("cg_iterations", cg.iterations as f64);
+            metrics.insert("cg_residual", cg.max_relative_residual);
+            metrics.insert("cg_converged", if cg.converged { 1.0 } else { 0.0 });
         }
         let value = scalar(&loss)?;
+        self.step += 1;
         Ok(StepOutput {
             loss,
             value,

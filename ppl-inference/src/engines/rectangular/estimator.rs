@@ -50,8 +50,9 @@ pub enum VolumeEstimator {
         /// Probe distribution.
         probe: Probe,
     },
-    /// The two-step baseline: no volume term at all (maximum likelihood of the latents and
-    /// reconstruction only).
+    /// The two-step baseline: no volume term. In [`Rectangular`](super::Rectangular) the
+    /// codes' likelihood is also detached from the square flow, so the manifold is learnt
+    /// from the reconstruction alone and the latent flow fits the codes.
     NoLogDet,
 }
 

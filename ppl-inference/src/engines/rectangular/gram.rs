@@ -2,14 +2,9 @@
 //! and `log det(JᵀJ)` by a differentiable Cholesky with a growing jitter.
 
 use super::logdet::spd_log_det_host;
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 use ppl_core::flows::Injective;
-use ppl_core::linalg::diagonal;
 use ppl_core::{PplError, Result};
-
-/// Relative jitters tried, in order, when the Cholesky factorisation of `JᵀJ` fails (as a
-/// multiple of the largest mean diagonal entry in the batch).
-const JITTERS: [f64; 6] = [0.0, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2];
 
 /// Checks that `z` is `[B, d]` for the map's latent size.
 pub(crate) fn check_latents(op: &'static str, g: &dyn Injective, z: &Tensor) -> Result<usize> {
@@ -54,52 +49,23 @@ pub(crate) fn log_det_of_rows(jt: &Tensor) -> Result<Tensor> {
 
 /// `log det A` `[B]` of a batch of symmetric positive-definite `A` `[B, d, d]` through
 /// faer's Cholesky factorisation per matrix on the host (a candle custom op, differentiable:
-/// `∂ log det A / ∂A = A⁻¹`); where it fails (a non-finite result) a jitter `ε I` is added to
-/// the whole batch,
-/// growing from `1e-10` to `1e-2` times the largest mean diagonal entry.
+/// `∂ log det A / ∂A = A⁻¹`). A matrix whose factorisation fails gets the smallest jitter
+/// `ε I` that makes it succeed (`ε` from `1e-10` to `1e-2` times its own mean diagonal; the
+/// others are untouched); a matrix that fails even so, or holds non-finite values, is a
+/// typed error.
 pub fn log_det_spd(a: &Tensor) -> Result<Tensor> {
-    let d = a.dim(D::Minus1)?;
-    let attempt = |m: &Tensor| -> Result<Option<Tensor>> {
-        let ld = spd_log_det_host(m)?;
-        let total = ld
-            .sum_all()?
-            .to_dtype(candle_core::DType::F64)?
-            .to_scalar::<f64>()?;
-        Ok(total.is_finite().then_some(ld))
-    };
-    let mut scale = None;
-    for &j in &JITTERS {
-        let m = if j == 0.0 {
-            a.clone()
-        } else {
-            let s = match scale {
-                Some(s) => s,
-                None => {
-                    let s = (diagonal(a)?.mean(D::Minus1)?)
-                        .max(D::Minus1)?
-                        .to_dtype(candle_core::DType::F64)?
-                        .to_scalar::<f64>()?
-                        .abs()
-                        .max(f64::MIN_POSITIVE);
-                    scale = Some(s);
-                    s
-                }
-            };
-            let eye = (Tensor::eye(d, a.dtype(), a.device())? * (j * s))?;
-            a.broadcast_add(&eye)?
-        };
-        if let Some(ld) = attempt(&m)? {
-            return Ok(ld);
-        }
+    let ld = spd_log_det_host(a)?;
+    let host: Vec<f64> = ld.to_dtype(candle_core::DType::F64)?.to_vec1()?;
+    if let Some(k) = host.iter().position(|v| !v.is_finite()) {
+        return Err(PplError::Linalg {
+            op: "log_det_spd",
+            reason: format!(
+                "matrix {k} of {:?} is not positive definite even with a jitter of 1e-2 × its                  mean diagonal, or holds non-finite values: the map is not injective there (or                  produced NaN)",
+                a.dims()
+            ),
+        });
     }
-    Err(PplError::Linalg {
-        op: "log_det_spd",
-        reason: format!(
-            "JᵀJ (shape {:?}) is not positive definite even with a jitter of 1e-2 × its mean \
-             diagonal: the map is not injective here (or produced non-finite values)",
-            a.dims()
-        ),
-    })
+    Ok(ld)
 }
 
 /// `log det(J_g(z)ᵀ J_g(z))` `[B]` at latents `z` `[B, d]`, exactly: `J` from `d`

@@ -1,5 +1,6 @@
 //! `log det A` for a batch of small symmetric positive-definite matrices as a candle custom
-//! op: faer's Cholesky per matrix on the host forward, `∂ log det A / ∂A = A⁻¹` backward.
+//! op: faer's Cholesky per matrix on the host forward (a per-matrix jitter where it fails),
+//! `∂ log det A / ∂A = A⁻¹` backward.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
 use faer::linalg::solvers::Solve;
@@ -29,10 +30,29 @@ fn host(s: &CpuStorage, l: &Layout) -> candle_core::Result<(usize, usize, Vec<f6
     Ok((b, d, v))
 }
 
-/// Matrix `k` of the batch, symmetrised: `(A + Aᵀ)/2`.
-fn matrix(v: &[f64], k: usize, d: usize) -> Mat<f64> {
+/// Relative jitters tried, in order, when a matrix's Cholesky factorisation fails (times its
+/// own mean diagonal entry).
+const JITTERS: [f64; 6] = [0.0, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2];
+
+/// The Cholesky factorisation of matrix `k` of the batch, symmetrised (`(A + Aᵀ)/2`), with
+/// the smallest jitter from [`JITTERS`] that makes it succeed; `None` if none does or the
+/// matrix is not finite.
+fn factor(v: &[f64], k: usize, d: usize) -> Option<faer::linalg::solvers::Llt<f64>> {
     let a = &v[k * d * d..(k + 1) * d * d];
-    Mat::from_fn(d, d, |i, j| 0.5 * (a[i * d + j] + a[j * d + i]))
+    if a.iter().any(|x| !x.is_finite()) {
+        return None;
+    }
+    let m = Mat::from_fn(d, d, |i, j| 0.5 * (a[i * d + j] + a[j * d + i]));
+    let scale = ((0..d).map(|i| m[(i, i)]).sum::<f64>() / d.max(1) as f64)
+        .abs()
+        .max(f64::MIN_POSITIVE);
+    JITTERS.iter().find_map(|&j| {
+        let mut mj = m.clone();
+        for i in 0..d {
+            mj[(i, i)] += j * scale;
+        }
+        mj.llt(Side::Lower).ok()
+    })
 }
 
 fn storage(like: &CpuStorage, out: Vec<f64>) -> CpuStorage {
@@ -56,12 +76,12 @@ impl CustomOp1 for SpdLogDet {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (b, d, v) = host(s, l)?;
         let out = (0..b)
-            .map(|k| match matrix(&v, k, d).llt(Side::Lower) {
-                Ok(llt) => {
+            .map(|k| match factor(&v, k, d) {
+                Some(llt) => {
                     let lf = llt.L();
                     2.0 * (0..d).map(|i| lf[(i, i)].ln()).sum::<f64>()
                 }
-                Err(_) => f64::NAN,
+                None => f64::NAN,
             })
             .collect();
         Ok((storage(s, out), Shape::from(b)))
@@ -84,7 +104,7 @@ impl CustomOp1 for SpdInverse {
         let (b, d, v) = host(s, l)?;
         let mut out = Vec::with_capacity(b * d * d);
         for k in 0..b {
-            let llt = matrix(&v, k, d).llt(Side::Lower).map_err(|_| {
+            let llt = factor(&v, k, d).ok_or_else(|| {
                 candle_core::Error::Msg(format!("spd_inverse: matrix {k} is not positive definite"))
             })?;
             let inv = llt.solve(Mat::<f64>::identity(d, d));
@@ -98,9 +118,10 @@ impl CustomOp1 for SpdInverse {
     }
 }
 
-/// `log det A_k` `[B]` of a batch `[B, d, d]` (f32 or f64) by faer's Cholesky on the host
-/// (NaN where a matrix is not positive definite), differentiable: `∂/∂A_k = A_k⁻¹`. `A` is
-/// read as `(A + Aᵀ)/2`. Tensors on another device make a round trip through the host.
+/// `log det A_k` `[B]` of a batch `[B, d, d]` (f32 or f64) by faer's Cholesky on the host,
+/// each matrix with the smallest jitter `ε_k I` (`ε_k` from `1e-10` to `1e-2` times its mean
+/// diagonal) that makes the factorisation succeed (NaN where none does or the matrix is not
+/// finite), differentiable: `∂/∂A_k = (A_k + ε_k I)⁻¹`. `A` is read as `(A + Aᵀ)/2`. Tensors on another device make a round trip through the host.
 pub(crate) fn spd_log_det_host(a: &Tensor) -> Result<Tensor> {
     if a.rank() != 3 || !matches!(a.dtype(), DType::F32 | DType::F64) {
         return Err(PplError::invalid_argument(
