@@ -43,6 +43,9 @@ const DEV: Device = Device::Cpu;
 const SIDE: usize = 16;
 const PIXELS: usize = SIDE * SIDE;
 
+#[path = "common/threads.rs"]
+mod threads;
+
 #[derive(Parser, Debug)]
 #[command(about = "Gabor patches on a circle latent, learnt with the KRR engine")]
 struct Args {
@@ -175,11 +178,7 @@ fn main() -> Result<()> {
         args.steps = 400;
         args.sleep = 400;
     }
-    for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
-        if std::env::var_os(var).is_none() {
-            std::env::set_var(var, args.threads.to_string());
-        }
-    }
+    threads::default_threads(args.threads);
     let start = Instant::now();
     std::fs::create_dir_all(&args.out).map_err(|e| PplError::file(&args.out, e.to_string()))?;
     let data = dataset(args.n, args.seed.wrapping_add(1))?;

@@ -45,6 +45,9 @@ const W_TRUE: [[f64; K]; D] = [[1.0, 0.0], [0.5, 1.0], [-0.8, 0.6], [0.3, -1.2],
 const B_TRUE: [f64; D] = [0.5, -1.0, 0.2, 0.0, 0.8];
 const S_TRUE: [f64; D] = [0.3, 0.5, 0.4, 0.6, 0.5];
 
+#[path = "common/threads.rs"]
+mod threads;
+
 #[derive(Parser, Debug)]
 #[command(about = "Factor analysis learnt with the KRR engine, against the EM maximum likelihood")]
 struct Args {
@@ -296,11 +299,7 @@ fn main() -> Result<()> {
         args.steps = 400;
         args.sleep = 300;
     }
-    for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
-        if std::env::var_os(var).is_none() {
-            std::env::set_var(var, args.threads.to_string());
-        }
-    }
+    threads::default_threads(args.threads);
     let start = Instant::now();
     std::fs::create_dir_all(&args.out).map_err(|e| PplError::file(&args.out, e.to_string()))?;
     let x = data(args.n, args.seed.wrapping_add(1))?;

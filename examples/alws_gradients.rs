@@ -42,6 +42,9 @@ use std::time::Instant;
 const DEV: Device = Device::Cpu;
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
 
+#[path = "common/threads.rs"]
+mod threads;
+
 #[derive(Parser, Debug)]
 #[command(about = "KRR (amortised learning) gradients against exact ones, with SNIS")]
 struct Args {
@@ -346,11 +349,7 @@ struct Curve {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
-        if std::env::var_os(var).is_none() {
-            std::env::set_var(var, args.threads.to_string());
-        }
-    }
+    threads::default_threads(args.threads);
     let start = Instant::now();
     let ns = vec![100, 300, 1000, 2000];
     let seeds = if args.quick { 2 } else { args.seeds.max(1) };

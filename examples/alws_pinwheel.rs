@@ -43,6 +43,9 @@ const DEV: Device = Device::Cpu;
 const ARMS: usize = 5;
 const COMPONENTS: usize = 5;
 
+#[path = "common/threads.rs"]
+mod threads;
+
 #[derive(Parser, Debug)]
 #[command(about = "Pinwheel data: mixture prior + MLP decoder learnt with the KRR engine")]
 struct Args {
@@ -257,11 +260,7 @@ fn main() -> Result<()> {
         args.steps = 300;
         args.sleep = 400;
     }
-    for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
-        if std::env::var_os(var).is_none() {
-            std::env::set_var(var, args.threads.to_string());
-        }
-    }
+    threads::default_threads(args.threads);
     let start = Instant::now();
     std::fs::create_dir_all(&args.out).map_err(|e| PplError::file(&args.out, e.to_string()))?;
     let data = pinwheel(args.per_arm, args.seed.wrapping_add(1))?;

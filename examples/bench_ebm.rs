@@ -34,6 +34,9 @@ use ppl::{Adam, Engine, StepOutput, Trainer};
 use std::f64::consts::PI;
 use std::time::{Duration, Instant};
 
+#[path = "common/threads.rs"]
+mod threads;
+
 #[derive(Parser, Debug)]
 struct Args {
     /// Points per minibatch.
@@ -111,11 +114,7 @@ fn median(v: &[f64]) -> f64 {
 
 fn main() -> std::result::Result<(), Error> {
     let a = Args::parse();
-    for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
-        if std::env::var_os(var).is_none() {
-            std::env::set_var(var, "1");
-        }
-    }
+    threads::default_threads(1);
     let threads = std::env::var("CANDLE_NUM_THREADS").unwrap_or_default();
     let _v = ppl::validation::disable();
     let grid = || Grid::periodic("z", 0.0, 2.0 * PI, 48);

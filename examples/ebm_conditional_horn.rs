@@ -38,6 +38,9 @@ use std::f64::consts::PI;
 use std::path::PathBuf;
 use std::time::Instant;
 
+#[path = "common/threads.rs"]
+mod threads;
+
 #[derive(Parser, Debug)]
 #[command(about = "Conditional latent-variable EBM on the horn")]
 struct Args {
@@ -83,12 +86,8 @@ fn host(t: &Tensor) -> Result<Vec<f64>> {
 
 fn main() -> std::result::Result<(), Error> {
     let args = Args::parse();
-    for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
-        if std::env::var_os(var).is_none() {
-            // One thread is fastest for these small tensors.
-            std::env::set_var(var, "1");
-        }
-    }
+    // One thread is fastest for these small tensors.
+    threads::default_threads(1);
     let start = Instant::now();
     std::fs::create_dir_all(&args.out)?;
     let steps = if args.quick { 400 } else { args.steps };

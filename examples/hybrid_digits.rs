@@ -61,6 +61,9 @@ const LEVELS: f64 = 17.0;
 const ALPHA: f64 = 0.05;
 const D: usize = 64;
 
+#[path = "common/threads.rs"]
+mod threads;
+
 #[derive(Parser, Debug)]
 #[command(about = "DIGLM (Real NVP + softmax head) on the 8x8 digits")]
 struct Args {
@@ -180,11 +183,7 @@ fn main() -> Result<()> {
         args.steps = 250;
         args.test_draws = 2;
     }
-    for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
-        if std::env::var_os(var).is_none() {
-            std::env::set_var(var, args.threads.to_string());
-        }
-    }
+    threads::default_threads(args.threads);
     let start = Instant::now();
     std::fs::create_dir_all(&args.out).map_err(|e| PplError::file(&args.out, e.to_string()))?;
     let data = load()?;

@@ -51,6 +51,9 @@ use std::time::Instant;
 
 const DEV: Device = Device::Cpu;
 
+#[path = "common/threads.rs"]
+mod threads;
+
 #[derive(Parser, Debug)]
 #[command(about = "DIGLM on 1-D heteroscedastic regression with a gap, against an exact GP")]
 struct Args {
@@ -165,11 +168,7 @@ fn main() -> Result<()> {
     if args.quick {
         args.steps = 500;
     }
-    for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
-        if std::env::var_os(var).is_none() {
-            std::env::set_var(var, args.threads.to_string());
-        }
-    }
+    threads::default_threads(args.threads);
     let start = Instant::now();
     std::fs::create_dir_all(&args.out).map_err(|e| PplError::file(&args.out, e.to_string()))?;
     let (x_train, y_train) = data(args.n_train, args.seed.wrapping_add(1));

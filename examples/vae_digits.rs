@@ -38,6 +38,9 @@ use std::time::Instant;
 
 const DIGITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/digits.csv.gz");
 
+#[path = "common/threads.rs"]
+mod threads;
+
 #[derive(Parser, Debug)]
 #[command(about = "VAE on the 8x8 digits (or MNIST) with SVI")]
 struct Args {
@@ -228,12 +231,7 @@ impl Vae {
 
 fn main() -> std::result::Result<(), Error> {
     let args = Args::parse();
-    for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
-        if std::env::var_os(var).is_none() {
-            // Before any candle op, so the thread pools start with this size.
-            std::env::set_var(var, args.threads.to_string());
-        }
-    }
+    threads::default_threads(args.threads);
     let start = Instant::now();
     let _v = ppl::validation::disable(); // hot loop: no host reads for parameter checks
     let data = match &args.mnist_dir {

@@ -157,7 +157,9 @@ impl RectangularFlow {
         let dims = z.dims().to_vec();
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let mut out = dims;
-        *out.last_mut().expect("rank ≥ 1 was checked") = self.flow.dim();
+        if let Some(last) = out.last_mut() {
+            *last = self.flow.dim();
+        }
         Ok(z.reshape((rows, self.latent))?.matmul(&p)?.reshape(out)?)
     }
 
