@@ -7,18 +7,21 @@
 //! one reparameterised draw `z = μ + σ ε`, decoder `Z-H-D` Bernoulli logits, the Monte-Carlo
 //! ELBO `log p(x|z) + log p(z) − log q(z|x)` (as Pyro's `Trace_ELBO`), backward, Adam
 //! (lr 1e-3). Batches are consecutive slices of the data (digits scaled to [0, 1] for
-//! `digits`; seeded random binary images for `mnist`). The plain side is a hand-written
-//! candle loss (the Bernoulli term in the same one-`exp` form as the library's
+//! `digits`; seeded random binary images for `mnist`). The plain sides are a hand-written
+//! candle loss (the Bernoulli term in the one-`exp` form of the library's plain-candle
 //! `Bernoulli::log_prob`; the Gaussian terms simplified by hand to `−ε²/2 − ln σ`), run once
-//! with `candle_nn::AdamW` (weight decay 0) and once with the library's `Adam`, so that the
-//! library's own overhead (tracing, handlers, guide plumbing, general log-densities) is the
-//! time ratio of the library to the second.
+//! as a candle user writes it (`candle_nn::linear` layers, `relu` op, `candle_nn::AdamW`
+//! with weight decay 0) and once with the library's fused layers (`ppl::nn::Linear`) and
+//! `Adam`, so that the library's own overhead (tracing, handlers, guide plumbing, general
+//! log-densities) is the time ratio of the library to the second. The library side uses
+//! `ppl::nn::Linear` layers, as the flagship example does.
 //!
 //! The three sides run interleaved step by step: after 20 warm-up steps each, `R` rounds of
 //! `N` steps, each step running all three sides in a rotating order and timing each;
 //! medians of the per-round rates and of the per-round time ratios are reported.
-//! `--only SIDE` runs one side alone (e.g. under a profiler). Thread counts come from
-//! `RAYON_NUM_THREADS` / `CANDLE_NUM_THREADS` like any candle program. Prints one JSON line
+//! `--only SIDE` runs one side alone (e.g. under a profiler). Thread counts follow
+//! `ppl::threads::configure`: `RAYON_NUM_THREADS` matrix-product threads (default: all
+//! cores) and `CANDLE_NUM_THREADS` element-wise threads (default: 1). Prints one JSON line
 //! per side and one with the ratios.
 
 use candle_core::{DType, Device, Tensor};
@@ -26,6 +29,7 @@ use candle_nn::{Linear, Module, Optimizer as _, VarBuilder, VarMap};
 use clap::Parser;
 use flate2::read::GzDecoder;
 use ppl::engines::{Svi, TraceElbo};
+use ppl::nn::Activation;
 use ppl::prelude::*;
 use ppl::{Adam, Engine, Optimizer, Trainer};
 use std::cell::Cell;
@@ -66,38 +70,71 @@ fn digits() -> std::result::Result<Vec<f32>, Error> {
     Ok(out)
 }
 
+/// A dense layer: candle-nn's (what a plain candle user writes; the activation as a
+/// separate op) or the library's fused `ppl::nn::Linear` (same parameters and init).
+enum Layer {
+    Candle(Linear, bool),
+    Ppl(ppl::nn::Linear),
+}
+
+impl Layer {
+    fn new(vb: VarBuilder, i: usize, o: usize, relu: bool, fused: bool) -> Result<Self> {
+        Ok(if fused {
+            let act = if relu {
+                Activation::Relu
+            } else {
+                Activation::Identity
+            };
+            Layer::Ppl(ppl::nn::Linear::build(i, o, act, vb)?)
+        } else {
+            Layer::Candle(candle_nn::linear(i, o, vb)?, relu)
+        })
+    }
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Layer::Candle(l, false) => l.forward(x)?,
+            Layer::Candle(l, true) => l.forward(x)?.relu()?,
+            Layer::Ppl(l) => l.forward(x)?,
+        })
+    }
+}
+
 struct Nets {
-    enc: Linear,
-    loc: Linear,
-    logvar: Linear,
-    dec: Linear,
-    out: Linear,
+    enc: Layer,
+    loc: Layer,
+    logvar: Layer,
+    dec: Layer,
+    out: Layer,
 }
 
 impl Nets {
-    fn new(vb: VarBuilder, d: usize, h: usize, z: usize) -> candle_core::Result<Self> {
+    fn new(vb: VarBuilder, d: usize, h: usize, z: usize, fused: bool) -> Result<Self> {
         Ok(Nets {
-            enc: candle_nn::linear(d, h, vb.pp("encoder/fc1"))?,
-            loc: candle_nn::linear(h, z, vb.pp("encoder/fc21"))?,
-            logvar: candle_nn::linear(h, z, vb.pp("encoder/fc22"))?,
-            dec: candle_nn::linear(z, h, vb.pp("decoder/fc1"))?,
-            out: candle_nn::linear(h, d, vb.pp("decoder/fc2"))?,
+            enc: Layer::new(vb.pp("encoder/fc1"), d, h, true, fused)?,
+            loc: Layer::new(vb.pp("encoder/fc21"), h, z, false, fused)?,
+            logvar: Layer::new(vb.pp("encoder/fc22"), h, z, false, fused)?,
+            dec: Layer::new(vb.pp("decoder/fc1"), z, h, true, fused)?,
+            out: Layer::new(vb.pp("decoder/fc2"), h, d, false, fused)?,
         })
     }
-    fn encode(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-        let h = self.enc.forward(x)?.relu()?;
+    fn encode(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let h = self.enc.forward(x)?;
         Ok((
             self.loc.forward(&h)?,
             (self.logvar.forward(&h)? * 0.5)?.exp()?,
         ))
     }
-    fn decode(&self, z: &Tensor) -> candle_core::Result<Tensor> {
-        self.out.forward(&self.dec.forward(z)?.relu()?)
+    fn decode(&self, z: &Tensor) -> Result<Tensor> {
+        self.out.forward(&self.dec.forward(z)?)
     }
 }
 
 fn main() -> std::result::Result<(), Error> {
     let a = Args::parse();
+    // The library's thread policy: matmul threads from RAYON_NUM_THREADS (default: all
+    // cores), candle's spinning element-wise pool at one thread unless CANDLE_NUM_THREADS
+    // says otherwise.
+    let policy = ppl::threads::configure(None);
     let _v = ppl::validation::disable();
     let (d, h, z, data) = match a.shape.as_str() {
         "digits" => (64, 128, 8, digits()?),
@@ -116,7 +153,10 @@ fn main() -> std::result::Result<(), Error> {
     let batches: Vec<Tensor> = (0..nb)
         .map(|i| xs.narrow(0, i * a.batch, a.batch))
         .collect::<candle_core::Result<_>>()?;
-    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into());
+    let threads = format!(
+        "{} matmul / {} elementwise",
+        policy.matmul_threads, policy.elementwise_threads
+    );
 
     // Plain candle, twice: with candle-nn's AdamW (what a candle user writes) and with the
     // library's Adam (same optimiser as the library side, so the difference to the library
@@ -151,6 +191,7 @@ fn main() -> std::result::Result<(), Error> {
         d,
         h,
         z,
+        false,
     )?;
     let mut opt = candle_nn::AdamW::new(
         varmap.all_vars(),
@@ -162,6 +203,7 @@ fn main() -> std::result::Result<(), Error> {
     )?;
     let mut rng = PplRng::seed_from_u64(1);
     let mut i = 0;
+    // The plain loss with candle-nn layers and AdamW: what a candle user writes.
     let mut plain_step = || -> std::result::Result<(), Error> {
         let loss = plain_loss(&nets, &batches[i % nb], &mut rng)?;
         i += 1;
@@ -169,7 +211,13 @@ fn main() -> std::result::Result<(), Error> {
         Ok(())
     };
     let store2 = ppl::ParamStore::new();
-    let nets2 = Nets::new(store2.var_builder(DType::F32, &Device::Cpu, 2), d, h, z)?;
+    let nets2 = Nets::new(
+        store2.var_builder(DType::F32, &Device::Cpu, 2),
+        d,
+        h,
+        z,
+        true,
+    )?;
     let mut adam2 = Adam::new();
     let mut rng2 = PplRng::seed_from_u64(1);
     let mut i2 = 0;
@@ -188,6 +236,7 @@ fn main() -> std::result::Result<(), Error> {
         d,
         h,
         z,
+        true,
     )?;
     let cur = Cell::new(0usize);
     let model = |c: &mut Ctx| -> Result<()> {
@@ -275,11 +324,15 @@ fn main() -> std::result::Result<(), Error> {
     let line = |lib: &str, med: f64, rates: &[f64]| serde_json::json!({"bench": "vae", "lib": lib, "shape": shape, "batch": a.batch, "threads": threads, "steps_per_s_median": med, "rates": rates});
     println!(
         "{}",
-        line("candle-plain (candle-nn AdamW)", plain, &r_plain)
+        line("candle-plain (candle-nn Linear + AdamW)", plain, &r_plain)
     );
     println!(
         "{}",
-        line("candle-plain (ppl Adam)", plain_adam, &r_plain_adam)
+        line(
+            "candle-plain (ppl::nn::Linear + ppl Adam)",
+            plain_adam,
+            &r_plain_adam
+        )
     );
     println!("{}", line("ppl (Svi + TraceElbo)", library, &r_lib));
     let overhead = 100.0 * (median(&ratios) - 1.0);

@@ -24,10 +24,10 @@
 //! Run: `cargo run --release --example vae_digits` (about 20 s of training on one thread).
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Linear, Module};
 use clap::Parser;
 use flate2::read::GzDecoder;
 use ppl::engines::{Iwae, Objective, Svi, TraceElbo};
+use ppl::nn::{Activation, Linear};
 use ppl::observers::{CsvLog, LossPlot, Progress};
 use ppl::plots::image_grid;
 use ppl::prelude::*;
@@ -182,25 +182,29 @@ struct Vae {
 }
 
 impl Vae {
+    /// Dense layers are `ppl::nn::Linear` (candle-nn's parameters and initialisation, one
+    /// fused op with the activation on the CPU).
     fn new(ctx: &mut Ctx, d: usize, h: usize, z: usize) -> Result<Self> {
-        let lin =
-            |ctx: &mut Ctx, name: &str, a, b| ctx.module(name, |vb| candle_nn::linear(a, b, vb));
+        let lin = |ctx: &mut Ctx, name: &str, a, b, act| {
+            ctx.try_module(name, |vb| Linear::build(a, b, act, vb))
+        };
+        let (relu, none) = (Activation::Relu, Activation::Identity);
         Ok(Vae {
-            enc: lin(ctx, "encoder/fc1", d, h)?,
-            enc_loc: lin(ctx, "encoder/fc21", h, z)?,
-            enc_logvar: lin(ctx, "encoder/fc22", h, z)?,
-            dec: lin(ctx, "decoder/fc1", z, h)?,
-            dec_out: lin(ctx, "decoder/fc2", h, d)?,
+            enc: lin(ctx, "encoder/fc1", d, h, relu)?,
+            enc_loc: lin(ctx, "encoder/fc21", h, z, none)?,
+            enc_logvar: lin(ctx, "encoder/fc22", h, z, none)?,
+            dec: lin(ctx, "decoder/fc1", z, h, relu)?,
+            dec_out: lin(ctx, "decoder/fc2", h, d, none)?,
             z,
         })
     }
 
     fn decode(&self, z: &Tensor) -> Result<Tensor> {
-        Ok(self.dec_out.forward(&self.dec.forward(z)?.relu()?)?)
+        self.dec_out.forward(&self.dec.forward(z)?)
     }
 
     fn encode(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let h = self.enc.forward(x)?.relu()?;
+        let h = self.enc.forward(x)?;
         let scale = (self.enc_logvar.forward(&h)? * 0.5)?.exp()?;
         Ok((self.enc_loc.forward(&h)?, scale))
     }

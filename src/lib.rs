@@ -102,7 +102,9 @@ pub use ppl_inference::{
 };
 
 // Namespaces.
-pub use ppl_core::{distributions, flows, handlers, linalg, special, transforms, validation};
+pub use ppl_core::{
+    distributions, flows, fused, handlers, linalg, nn, special, threads, transforms, validation,
+};
 pub use ppl_inference::{engines, guides, observers, plots};
 
 /// Used by the code `#[model]` generates; not a stable API. The macro names nothing of

@@ -79,6 +79,22 @@ fn encode(c: &Constraint) -> Option<String> {
     })
 }
 
+/// Whether two parameter constraints are the same (the common ones compared directly,
+/// without building their text forms).
+fn same_constraint(a: &Constraint, b: &Constraint) -> bool {
+    use Constraint::*;
+    match (a, b) {
+        (Real, Real)
+        | (Positive, Positive)
+        | (NonNegative, NonNegative)
+        | (UnitInterval, UnitInterval)
+        | (Simplex, Simplex)
+        | (LowerCholesky, LowerCholesky)
+        | (ScaledUnitLowerCholesky, ScaledUnitLowerCholesky) => true,
+        _ => encode(a) == encode(b),
+    }
+}
+
 fn decode(s: &str) -> Option<Constraint> {
     let mut parts = s.split(':');
     let head = parts.next()?;
@@ -149,9 +165,10 @@ impl ParamStore {
         init: &mut dyn FnMut() -> Result<Tensor>,
         constraint: &Constraint,
     ) -> Result<Tensor> {
-        if self.var(name).is_some() {
+        if let Some(var) = self.var(name) {
+            // One store lookup per read (this runs for every parameter of every step).
             let have = self.constraint_of(name);
-            if encode(&have) != encode(constraint) {
+            if !same_constraint(&have, constraint) {
                 return Err(param_err(
                     name,
                     format!(
@@ -161,7 +178,7 @@ impl ParamStore {
                     ),
                 ));
             }
-            return self.get(name);
+            return biject_to(&have)?.forward(var.as_tensor());
         }
         let value = init()?;
         self.insert(name, &value, constraint)?;

@@ -93,6 +93,10 @@ impl Distribution for Normal {
                 lp.broadcast_as(shape)?.contiguous()?
             });
         }
+        // On the CPU (f32/f64, value, loc and scale of one shape) one fused node each way.
+        if let Some(lp) = crate::fused::normal_log_prob(&x, &self.p.loc, &self.p.scale)? {
+            return Ok(lp);
+        }
         let z = self.p.standardize(&x)?;
         let lp = z.sqr()?.affine(-0.5, -HALF_LN_2PI)?;
         Ok(lp.broadcast_sub(&self.p.scale.log()?)?)

@@ -4,6 +4,7 @@ use ppl_core::distributions::{DistributionExt, DynDistribution, Normal, Transfor
 use ppl_core::Constraint;
 use ppl_core::Ctx;
 use ppl_core::Model;
+use ppl_core::SiteName;
 use ppl_core::{PplError, Result};
 
 /// Mean-field Gaussian on unconstrained space (Pyro's `AutoNormal`): every latent `z_s`
@@ -15,6 +16,9 @@ use ppl_core::{PplError, Result};
 #[derive(Debug, Clone)]
 pub struct AutoNormal {
     sites: Vec<LatentSite>,
+    /// Each site's parameter names (`auto_normal/<site>.loc`, `.scale`), built once: a
+    /// step clones them (a reference count) instead of formatting two strings per site.
+    param_names: Vec<(SiteName, SiteName)>,
     init_scale: f64,
 }
 
@@ -27,8 +31,18 @@ impl AutoNormal {
     /// A guide over the given prototype sites only (e.g. the global latents, next to an
     /// amortised guide for the local ones).
     pub fn from_sites(sites: Vec<LatentSite>) -> Result<Self> {
+        let param_names = sites
+            .iter()
+            .map(|s| {
+                (
+                    SiteName::from(format!("auto_normal/{}.loc", s.name)),
+                    SiteName::from(format!("auto_normal/{}.scale", s.name)),
+                )
+            })
+            .collect();
         Ok(AutoNormal {
             sites,
+            param_names,
             init_scale: 0.1,
         })
     }
@@ -92,15 +106,15 @@ impl Model for AutoNormal {
     type Output = ();
 
     fn run(&self, ctx: &mut Ctx) -> Result<()> {
-        for s in &self.sites {
-            let (name, init_scale) = (s.name.to_string(), self.init_scale);
+        let init_scale = self.init_scale;
+        for (s, (loc_name, scale_name)) in self.sites.iter().zip(&self.param_names) {
             let loc = ctx.param(
-                format!("auto_normal/{name}.loc"),
+                loc_name.clone(),
                 || s.unconstrained_init(),
                 Constraint::Real,
             )?;
             let scale = ctx.param(
-                format!("auto_normal/{name}.scale"),
+                scale_name.clone(),
                 || Ok((loc.ones_like()? * init_scale)?.detach()),
                 Constraint::Positive,
             )?;
