@@ -24,11 +24,9 @@ pub(crate) fn bernoulli_logits_log_prob(logits: &Tensor, x: &Tensor) -> Result<O
 /// The op: arguments (logits, values), result the element-wise log-density.
 struct BernoulliLogProb;
 
+/// An operand's elements (see [`super::contiguous_slice`]).
 fn slice<'a, T>(s: &'a [T], l: &Layout) -> candle_core::Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s[a..b]),
-        None => candle_core::bail!("bernoulli-log-prob: non-contiguous input"),
-    }
+    super::contiguous_slice(s, l, "bernoulli-log-prob", "an input")
 }
 
 impl CustomOp2 for BernoulliLogProb {

@@ -68,14 +68,12 @@ fn plain(x: &Tensor, w: &Tensor, b: Option<&Tensor>, act: Activation) -> Result<
     })
 }
 
+/// The op: arguments (x, W, b).
+/// An operand's elements (see [`super::contiguous_slice`]).
 fn slice<'a, T>(s: &'a [T], l: &Layout, what: &str) -> candle_core::Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s[a..b]),
-        None => candle_core::bail!("fused-linear: {what} is not contiguous"),
-    }
+    super::contiguous_slice(s, l, "fused-linear", what)
 }
 
-/// The op: arguments (x, W, b).
 struct FusedLinear(Activation);
 
 macro_rules! linear_forward {

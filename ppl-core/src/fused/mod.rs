@@ -34,7 +34,7 @@ pub(crate) use bernoulli::bernoulli_logits_log_prob;
 pub use linear::{linear, Activation};
 pub(crate) use normal::normal_log_prob;
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Layout, Tensor};
 use std::cell::Cell;
 
 thread_local! {
@@ -84,4 +84,18 @@ pub(crate) fn applies(ts: &[&Tensor]) -> bool {
     let dtype = first.dtype();
     matches!(dtype, DType::F32 | DType::F64)
         && ts.iter().all(|t| t.device().is_cpu() && t.dtype() == dtype)
+}
+
+/// The elements of a contiguous CPU storage slice that `layout` addresses (its offset
+/// included), or an error naming the operand (`op`: the kernel, `what`: the operand).
+pub(crate) fn contiguous_slice<'a, T>(
+    storage: &'a [T],
+    layout: &Layout,
+    op: &str,
+    what: &str,
+) -> candle_core::Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((a, b)) => Ok(&storage[a..b]),
+        None => candle_core::bail!("{op}: {what} is not contiguous"),
+    }
 }

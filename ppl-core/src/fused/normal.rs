@@ -28,11 +28,9 @@ pub(crate) fn normal_log_prob(x: &Tensor, loc: &Tensor, scale: &Tensor) -> Resul
 
 struct NormalLogProb;
 
+/// An operand's elements (see [`super::contiguous_slice`]).
 fn slice<'a, T>(s: &'a [T], l: &Layout) -> candle_core::Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s[a..b]),
-        None => candle_core::bail!("normal-log-prob: non-contiguous input"),
-    }
+    super::contiguous_slice(s, l, "normal-log-prob", "an input")
 }
 
 /// Host slices of three same-dtype CPU tensors, for the backward pass.
