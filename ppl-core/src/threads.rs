@@ -6,7 +6,8 @@
 //! spin between ops. On a small machine the two pools compete for the same cores: on the
 //! project's two-vCPU machine a 128×784→400 dense layer's forward and backward
 //! (`bench_kernels`) took 3.6-4.1 ms with both pools at two threads against 2.7-2.8 ms with
-//! one thread each. The element-wise work of a training step is memory-bound and mostly
+//! one thread each (back-to-back runs, not one process: the pools' sizes are fixed per
+//! process). The element-wise work of a training step is memory-bound and mostly
 //! inside the fused kernels (`crate::fused`), which run on the calling thread.
 //!
 //! [`configure`] therefore sets `RAYON_NUM_THREADS` to the requested count and

@@ -68,22 +68,21 @@ fn plain(x: &Tensor, w: &Tensor, b: Option<&Tensor>, act: Activation) -> Result<
     })
 }
 
-/// The op: arguments (x, W, b).
 /// An operand's elements (see [`super::contiguous_slice`]).
 fn slice<'a, T>(s: &'a [T], l: &Layout, what: &str) -> candle_core::Result<&'a [T]> {
     super::contiguous_slice(s, l, "fused-linear", what)
 }
 
+/// The op: arguments (x, W, b).
 struct FusedLinear(Activation);
 
 macro_rules! linear_forward {
     ($t:ty, $variant:ident, $x:expr, $w:expr, $b:expr, $dims:expr, $act:expr) => {{
-        let (m, n, _) = $dims;
+        let (m, n, k) = $dims;
         let mut out: Vec<$t> = Vec::with_capacity(m * n);
         for _ in 0..m {
             out.extend_from_slice($b);
         }
-        let (_, _, k) = $dims;
         let x = View::row_major($x, m, k)?;
         let w = View::row_major($w, n, k)?;
         matmul_into(&mut out, x, w.t(), true)?;

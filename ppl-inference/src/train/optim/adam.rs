@@ -405,7 +405,8 @@ impl Optimizer for Adam {
             // candle leaves a variable's gradient attached to the graph of the step that
             // produced it; state built from it (moments, momentum) would keep every past
             // step's graph alive (memory grows by one graph per step). Detach it.
-            let g = &g.detach();
+            // Contiguous before any state is touched (a clone when it already is).
+            let g = &g.detach().contiguous()?;
             let theta = var.as_tensor();
             // On any error the variable's stored moments stay as they were.
             let prev = self.moments.remove(name);
@@ -423,13 +424,8 @@ impl Optimizer for Adam {
                         return Err(e);
                     }
                 };
-                let g = if g.is_contiguous() {
-                    g.clone()
-                } else {
-                    g.contiguous()?
-                };
                 let run = theta.inplace_op2(
-                    &g,
+                    g,
                     &FusedAdam {
                         hp,
                         moments: RefCell::new(&mut mo),
